@@ -1,1 +1,14 @@
+//! The Rill broker: hosts partition logs, runs the controller's metadata state machine, and serves the gRPC
+//! API. See ARCHITECTURE.md for the data flow and invariants.
 
+pub mod config;
+pub mod limits;
+pub mod manager;
+pub mod metadata;
+pub mod partition;
+pub mod server;
+pub mod service;
+pub mod topic_config;
+
+pub use config::{Args, BrokerConfig};
+pub use server::run;

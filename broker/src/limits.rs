@@ -1,0 +1,37 @@
+//! Every limit and default of the broker in one place, each with the reason for its value.
+
+/// Largest single record batch accepted by default (per-topic `max.message.bytes` may lower or raise it). Big
+/// enough for a client's 1 MiB linger batches with headroom; small enough that one batch never dominates memory.
+pub const BATCH_BYTES_MAX_DEFAULT: u64 = 8 * 1024 * 1024;
+/// Largest request body decoded by default. A produce request carries one batch per partition, so this
+/// bounds the memory one request pins.
+pub const REQUEST_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Largest fetch response by default, over all partitions.
+pub const FETCH_BYTES_MAX_DEFAULT: u64 = 32 * 1024 * 1024;
+/// Largest slice of one partition in a fetch response by default. One segment read, so one zero-copy slice.
+pub const PARTITION_FETCH_BYTES_MAX_DEFAULT: u64 = 8 * 1024 * 1024;
+/// A long-poll fetch never waits longer than this, whatever the client asks: a client that wants to wait
+/// longer polls again, which bounds how long a request holds broker resources.
+pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
+/// Default wait for `acks=all` before answering TIMEOUT.
+pub const PRODUCE_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// How often logs persist their recovery point: after kill -9, recovery scans at most what was written since.
+pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 5_000;
+/// How often segments are checked against retention and roll-by-age.
+pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 30_000;
+/// How long SIGTERM waits for in-flight requests before closing the logs anyway.
+pub const SHUTDOWN_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// Responses a streaming fetch may queue before the stream waits for the client (bounded queue).
+pub const FETCH_STREAM_QUEUE_RESPONSES_MAX: usize = 4;
+/// Kafka's limit on a topic name, so names stay portable to Kafka tooling.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Partitions of one topic: far beyond any sensible use, small enough that a typo cannot create millions of
+/// directories.
+pub const TOPIC_PARTITIONS_MAX: u32 = 10_000;
+/// A metadata record larger than this in the metadata log is treated as corruption.
+pub const METADATA_RECORD_BYTES_MAX: u32 = 16 * 1024 * 1024;
+
+const _: () = assert!(PARTITION_FETCH_BYTES_MAX_DEFAULT <= FETCH_BYTES_MAX_DEFAULT);
+const _: () = assert!(BATCH_BYTES_MAX_DEFAULT <= REQUEST_BYTES_MAX_DEFAULT);
+// A fetch must be able to return any batch the broker accepted.
+const _: () = assert!(BATCH_BYTES_MAX_DEFAULT <= PARTITION_FETCH_BYTES_MAX_DEFAULT);

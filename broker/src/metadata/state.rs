@@ -1,0 +1,160 @@
+//! The metadata state machine: pure and deterministic. `apply` is the only way state changes, so every node
+//! that applies the same records in the same order holds the same state.
+
+use std::collections::BTreeMap;
+
+use super::records::{MetadataRecord, PartitionRecord};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    pub broker_id: u32,
+    pub broker_epoch: u64,
+    pub address: String,
+    pub fenced: bool,
+}
+
+pub type PartitionState = PartitionRecord;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicState {
+    pub name: String,
+    pub topic_id: u64,
+    pub config: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionState>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataState {
+    /// Offset of the next record to apply; records below it are reflected here.
+    pub next_offset: u64,
+    pub brokers: BTreeMap<u32, BrokerRegistration>,
+    pub topics: BTreeMap<String, TopicState>,
+    /// Topic ids are never reused, so a partition directory left by a deleted topic is never mistaken for
+    /// one of a new topic with the same name.
+    pub next_topic_id: u64,
+}
+
+impl MetadataState {
+    /// Applies the record at `offset`. A record that does not fit the state (which the controller never
+    /// writes) is skipped identically on every node, and reported.
+    pub fn apply(&mut self, offset: u64, record: &MetadataRecord) -> Result<(), String> {
+        assert_eq!(offset, self.next_offset, "metadata records must be applied in order without gaps");
+        self.next_offset = offset + 1;
+        match record {
+            MetadataRecord::RegisterBroker { broker_id, broker_epoch, address } => {
+                self.brokers.insert(
+                    *broker_id,
+                    BrokerRegistration {
+                        broker_id: *broker_id,
+                        broker_epoch: *broker_epoch,
+                        address: address.clone(),
+                        fenced: false,
+                    },
+                );
+            }
+            MetadataRecord::CreateTopic { name, topic_id, config, partitions } => {
+                if self.topics.contains_key(name) {
+                    return Err(format!("CreateTopic at {offset}: topic '{name}' exists"));
+                }
+                self.next_topic_id = self.next_topic_id.max(topic_id + 1);
+                self.topics.insert(
+                    name.clone(),
+                    TopicState {
+                        name: name.clone(),
+                        topic_id: *topic_id,
+                        config: config.clone(),
+                        partitions: partitions.clone(),
+                    },
+                );
+            }
+            MetadataRecord::PartitionChange { topic, partition, change } => {
+                let Some(state) =
+                    self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize))
+                else {
+                    return Err(format!("PartitionChange at {offset}: no partition {topic}/{partition}"));
+                };
+                if change.leader_epoch < state.leader_epoch || change.partition_epoch <= state.partition_epoch {
+                    return Err(format!("PartitionChange at {offset}: epochs of {topic}/{partition} go backwards"));
+                }
+                *state = change.clone();
+            }
+            MetadataRecord::DeleteTopic { name, topic_id } => match self.topics.get(name) {
+                Some(t) if t.topic_id == *topic_id => {
+                    self.topics.remove(name);
+                }
+                _ => return Err(format!("DeleteTopic at {offset}: no topic '{name}' with id {topic_id}")),
+            },
+        }
+        Ok(())
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&TopicState> {
+        self.topics.get(name)
+    }
+
+    /// Brokers not fenced, by id.
+    pub fn live_brokers(&self) -> Vec<u32> {
+        self.brokers.values().filter(|b| !b.fenced).map(|b| b.broker_id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(name: &str, id: u64) -> MetadataRecord {
+        MetadataRecord::CreateTopic {
+            name: name.into(),
+            topic_id: id,
+            config: BTreeMap::new(),
+            partitions: vec![PartitionRecord {
+                replicas: vec![1],
+                leader: 1,
+                leader_epoch: 0,
+                isr: vec![1],
+                partition_epoch: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn replaying_the_same_records_gives_the_same_state() {
+        let records = vec![
+            MetadataRecord::RegisterBroker { broker_id: 1, broker_epoch: 0, address: "a:1".into() },
+            create("t", 0),
+            create("u", 1),
+            MetadataRecord::DeleteTopic { name: "t".into(), topic_id: 0 },
+        ];
+        let mut a = MetadataState::default();
+        let mut b = MetadataState::default();
+        for (i, r) in records.iter().enumerate() {
+            a.apply(i as u64, r).unwrap();
+            b.apply(i as u64, r).unwrap();
+        }
+        assert_eq!(a, b);
+        assert!(a.topic("t").is_none());
+        assert_eq!(a.next_topic_id, 2);
+        assert_eq!(a.next_offset, 4);
+    }
+
+    #[test]
+    fn records_that_do_not_fit_are_skipped_and_reported() {
+        let mut s = MetadataState::default();
+        s.apply(0, &create("t", 0)).unwrap();
+        assert!(s.apply(1, &create("t", 1)).is_err());
+        assert!(s.apply(2, &MetadataRecord::DeleteTopic { name: "t".into(), topic_id: 9 }).is_err());
+        assert_eq!(s.topic("t").unwrap().topic_id, 0);
+        assert_eq!(s.next_offset, 3);
+    }
+
+    #[test]
+    fn partition_change_refuses_epochs_going_backwards() {
+        let mut s = MetadataState::default();
+        s.apply(0, &create("t", 0)).unwrap();
+        let change = PartitionRecord { replicas: vec![1], leader: 1, leader_epoch: 1, isr: vec![1], partition_epoch: 1 };
+        let rec = |c: &PartitionRecord| MetadataRecord::PartitionChange { topic: "t".into(), partition: 0, change: c.clone() };
+        s.apply(1, &rec(&change)).unwrap();
+        assert!(s.apply(2, &rec(&change)).is_err(), "same partition epoch again");
+        assert_eq!(s.topic("t").unwrap().partitions[0].leader_epoch, 1);
+    }
+}

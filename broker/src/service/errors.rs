@@ -1,0 +1,69 @@
+//! Application errors as the typed `Error` carried in responses, with the retriable flag set by code.
+
+use rill_proto::batch::BatchError;
+use rill_proto::v1::{Error, ErrorCode};
+use rill_storage::StorageError;
+
+use crate::metadata::ControllerError;
+use crate::partition::{Offline, PartitionError};
+
+/// Codes a client may retry as is: the condition is expected to pass without the request changing.
+fn retriable(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::NotLeader | ErrorCode::NotEnoughReplicas | ErrorCode::Timeout | ErrorCode::ShuttingDown
+    )
+}
+
+pub fn error(code: ErrorCode, message: impl Into<String>) -> Option<Error> {
+    Some(Error { code: code as i32, message: message.into(), retriable: retriable(code) })
+}
+
+pub fn unknown_partition(topic: &str, partition: u32, topic_exists: bool) -> Option<Error> {
+    let message = if topic_exists {
+        format!("topic '{topic}' has no partition {partition}")
+    } else {
+        format!("topic '{topic}' does not exist")
+    };
+    error(ErrorCode::UnknownTopicOrPartition, message)
+}
+
+pub fn from_batch(e: &BatchError) -> Option<Error> {
+    match e {
+        BatchError::CrcMismatch { .. } => error(ErrorCode::CorruptBatch, e.to_string()),
+        _ => error(ErrorCode::InvalidBatch, e.to_string()),
+    }
+}
+
+pub fn from_storage(partition: &str, e: &StorageError) -> Option<Error> {
+    match e {
+        StorageError::OffsetOutOfRange { .. } => error(ErrorCode::OffsetOutOfRange, format!("{partition}: {e}")),
+        StorageError::Corrupt { .. } => error(ErrorCode::CorruptStoredData, format!("{partition}: {e}")),
+        _ => error(ErrorCode::StorageError, format!("{partition}: {e}")),
+    }
+}
+
+pub fn from_partition(partition: &str, e: &PartitionError) -> Option<Error> {
+    match e {
+        PartitionError::Storage(s) => from_storage(partition, s),
+        PartitionError::Offline(_, Offline::TopicDeleted) => {
+            error(ErrorCode::UnknownTopicOrPartition, format!("{partition} was deleted"))
+        }
+        PartitionError::Offline(_, Offline::ShuttingDown) => error(ErrorCode::ShuttingDown, e.to_string()),
+        PartitionError::Offline(_, Offline::StorageFailed(_)) => error(ErrorCode::StorageError, e.to_string()),
+        PartitionError::Timeout(_) => error(ErrorCode::Timeout, format!("{partition}: {e}")),
+    }
+}
+
+pub fn from_controller(e: &ControllerError) -> Option<Error> {
+    let code = match e {
+        ControllerError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
+        ControllerError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
+        ControllerError::InvalidTopicName { .. } => ErrorCode::InvalidTopicName,
+        ControllerError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+        ControllerError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
+        ControllerError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+        ControllerError::Storage(_) => ErrorCode::StorageError,
+    };
+    error(code, e.to_string())
+}
