@@ -1,0 +1,195 @@
+//! The producer's background task: takes ready batches from the accumulator, groups them per leader broker
+//! into produce requests, keeps a bounded number of requests in flight per broker, and routes each answer
+//! back: acknowledge, retry after a backoff (refreshing metadata when the leader may have moved), or fail.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rill_proto::v1::{PartitionRecords, ProduceRequest};
+use tokio::task::JoinSet;
+
+use super::Shared;
+use super::accumulator::ProducerBatch;
+use crate::error::{BrokerError, Error, Result};
+use crate::types::TopicPartition;
+
+/// A finished produce request: the broker it went to and each batch with its outcome (base offset or error).
+type RequestOutcome = (u32, Vec<(ProducerBatch, Result<u64>)>);
+
+/// Runs until the producer is closed and nothing is left to deliver.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut requests: JoinSet<RequestOutcome> = JoinSet::new();
+    let mut in_flight: HashMap<u32, usize> = HashMap::new();
+    let mut refresh: Option<tokio::task::JoinHandle<()>> = None;
+    let mut refresh_wanted = false;
+    loop {
+        let now = Instant::now();
+        let next_wakeup = {
+            let mut accumulator = shared.lock();
+            for batch in accumulator.expired(now) {
+                let error = timeout_error(&shared, &batch);
+                batch.fail(error);
+            }
+            let (ready, next_wakeup) = accumulator.ready(now);
+            let metadata = shared.cluster.metadata();
+            let mut per_broker: BTreeMap<u32, (String, Vec<ProducerBatch>, usize)> = BTreeMap::new();
+            for tp in ready {
+                let Some((broker, address)) = metadata.leader(&tp) else {
+                    // No known leader (election under way, or stale metadata): try again after a refresh.
+                    refresh_wanted = true;
+                    continue;
+                };
+                if in_flight.get(&broker).copied().unwrap_or(0) >= shared.config.inflight_requests_max {
+                    continue;
+                }
+                let entry = per_broker.entry(broker).or_insert_with(|| (address, Vec::new(), 0));
+                if !entry.1.is_empty() && entry.2 + accumulator.front_size_bytes(&tp) > shared.config.request_bytes_max {
+                    // This request is full; the partition goes out in the next round, as soon as one finishes.
+                    continue;
+                }
+                if let Some(mut batch) = accumulator.take(&tp) {
+                    entry.2 += batch.bytes().len();
+                    entry.1.push(batch);
+                }
+            }
+            for (broker, (address, batches, _)) in per_broker {
+                if batches.is_empty() {
+                    continue;
+                }
+                *in_flight.entry(broker).or_default() += 1;
+                requests.spawn(send_request(shared.clone(), broker, address, batches));
+            }
+            if accumulator.is_empty() && requests.is_empty() && shared.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            next_wakeup
+        };
+
+        if refresh_wanted && refresh.as_ref().is_none_or(|r| r.is_finished()) {
+            refresh_wanted = false;
+            let shared = shared.clone();
+            refresh = Some(tokio::spawn(async move {
+                let topics = shared.lock().topics();
+                if let Err(e) = shared.cluster.refresh(&topics).await {
+                    tracing::warn!(error = %e, "metadata refresh failed");
+                }
+                // Pace refreshes: a leaderless partition would otherwise ask again immediately.
+                shared.cluster.backoff().await;
+                shared.wake.notify_one();
+            }));
+        }
+
+        let sleep_until = next_wakeup.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            () = tokio::time::sleep_until(sleep_until.into()) => {}
+            Some(done) = requests.join_next(), if !requests.is_empty() => {
+                match done {
+                    Ok((broker, outcomes)) => {
+                        if let Some(count) = in_flight.get_mut(&broker) {
+                            *count = count.saturating_sub(1);
+                        }
+                        refresh_wanted |= complete(&shared, outcomes);
+                    }
+                    Err(e) => tracing::error!(error = %e, "produce request task failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Sends one produce request and pairs every batch with its outcome. Never fails as a whole: a transport
+/// error becomes every batch's outcome.
+async fn send_request(shared: Arc<Shared>, broker: u32, address: String, mut batches: Vec<ProducerBatch>) -> RequestOutcome {
+    let config = &shared.config;
+    let request = ProduceRequest {
+        acks: config.acks.to_proto() as i32,
+        timeout_ms: u32::try_from(config.request_timeout_ms).unwrap_or(u32::MAX),
+        partitions: batches
+            .iter_mut()
+            .map(|b| PartitionRecords { topic: b.tp.topic.clone(), partition: b.tp.partition, records: b.bytes() })
+            .collect(),
+    };
+    let mut grpc_request = tonic::Request::new(request);
+    // The broker may wait up to request_timeout_ms for replication; give the transport a margin beyond it.
+    grpc_request.set_timeout(Duration::from_millis(config.request_timeout_ms) + shared.cluster.config().request_timeout());
+    let answer = match shared.cluster.client(&address) {
+        Ok(mut client) => client.produce(grpc_request).await.map_err(|status| Error::from_status(&address, &status)),
+        Err(e) => Err(e),
+    };
+    let outcomes = match answer {
+        Err(error) => batches.into_iter().map(|b| (b, Err(error.clone()))).collect(),
+        Ok(response) => {
+            let mut results: HashMap<(String, u32), _> =
+                response.into_inner().results.into_iter().map(|r| ((r.topic.clone(), r.partition), r)).collect();
+            batches
+                .into_iter()
+                .map(|b| {
+                    let outcome = match results.remove(&(b.tp.topic.clone(), b.tp.partition)) {
+                        None => Err(Error::Protocol(format!("no produce result for partition {}", b.tp))),
+                        Some(r) => match BrokerError::from_proto(r.error.as_ref()) {
+                            None => Ok(r.base_offset),
+                            Some(e) => Err(Error::Broker(e)),
+                        },
+                    };
+                    (b, outcome)
+                })
+                .collect()
+        }
+    };
+    (broker, outcomes)
+}
+
+/// Applies the outcomes of one request. Returns whether metadata should be refreshed.
+fn complete(shared: &Shared, outcomes: Vec<(ProducerBatch, Result<u64>)>) -> bool {
+    let now = Instant::now();
+    let mut refresh = false;
+    let mut accumulator = shared.lock();
+    for (mut batch, outcome) in outcomes {
+        let tp = batch.tp.clone();
+        match outcome {
+            Ok(base_offset) => {
+                accumulator.finished(&tp, batch.id);
+                batch.succeed(base_offset);
+            }
+            Err(error) => {
+                refresh |= error.needs_metadata_refresh();
+                let retry_at = now + Duration::from_millis(shared.config.retry_backoff_ms);
+                if error.is_retriable() && retry_at < batch.deadline {
+                    tracing::debug!(partition = %tp, %error, attempts = batch.attempts, records = batch.record_count(), "retrying batch");
+                    batch.attempts += 1;
+                    batch.last_error = Some(error);
+                    accumulator.requeue(batch, retry_at);
+                } else {
+                    accumulator.finished(&tp, batch.id);
+                    let error = if error.is_retriable() {
+                        timeout_error(shared, &batch)
+                    } else {
+                        permanent_error(error, &tp)
+                    };
+                    batch.fail(error);
+                }
+            }
+        }
+    }
+    drop(accumulator);
+    shared.wake.notify_one();
+    refresh
+}
+
+/// Turns a broker's non-retriable answer into the error the record's owner sees.
+fn permanent_error(error: Error, tp: &TopicPartition) -> Error {
+    match error {
+        Error::Broker(e) => Error::from_broker(e, &tp.topic),
+        other => other,
+    }
+}
+
+fn timeout_error(shared: &Shared, batch: &ProducerBatch) -> Error {
+    Error::DeliveryTimeout {
+        delivery_timeout_ms: shared.config.delivery_timeout_ms,
+        last_error: batch.last_error.as_ref().map_or_else(|| "no leader available".to_owned(), ToString::to_string),
+    }
+}
