@@ -58,7 +58,11 @@ impl Metadata {
     pub fn check_partition(&self, tp: &TopicPartition) -> Result<()> {
         let count = self.partition_count(&tp.topic).ok_or_else(|| Error::UnknownTopic(tp.topic.clone()))?;
         if tp.partition >= count {
-            return Err(Error::UnknownPartition { topic: tp.topic.clone(), partition: tp.partition, partitions: count });
+            return Err(Error::UnknownPartition {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                partitions: count,
+            });
         }
         Ok(())
     }
@@ -297,8 +301,8 @@ mod tests {
 
     #[test]
     fn partial_refresh_keeps_other_topics_and_drops_unknown_ones() {
-        let first = merge_metadata(&Metadata::default(), response(vec![topic("a", 1, 1), topic("b", 1, 1)]), true)
-            .unwrap();
+        let first =
+            merge_metadata(&Metadata::default(), response(vec![topic("a", 1, 1), topic("b", 1, 1)]), true).unwrap();
         let mut gone = topic("b", 0, 1);
         gone.error = Some(rill_proto::v1::Error {
             code: ErrorCode::UnknownTopicOrPartition as i32,

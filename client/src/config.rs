@@ -75,8 +75,7 @@ impl ClientConfig {
 
 /// Splits `host:port[,host:port...]`, rejecting entries without a numeric port.
 pub fn parse_bootstrap(list: &str) -> Result<Vec<String>> {
-    let addresses: Vec<String> =
-        list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let addresses: Vec<String> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
     if addresses.is_empty() {
         return Err(Error::Config("the bootstrap list is empty".into()));
     }

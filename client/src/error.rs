@@ -114,10 +114,9 @@ impl Error {
     /// Whether the client's view of the cluster may be stale, so metadata should be fetched again.
     pub(crate) fn needs_metadata_refresh(&self) -> bool {
         match self {
-            Error::Broker(e) => matches!(
-                e.code,
-                ErrorCode::NotLeader | ErrorCode::UnknownTopicOrPartition | ErrorCode::ShuttingDown
-            ),
+            Error::Broker(e) => {
+                matches!(e.code, ErrorCode::NotLeader | ErrorCode::UnknownTopicOrPartition | ErrorCode::ShuttingDown)
+            }
             Error::Transport { .. } | Error::NoBrokerReachable { .. } => true,
             Error::UnknownTopic(_) | Error::UnknownPartition { .. } => true,
             _ => false,

@@ -22,7 +22,8 @@ fn append(
 ) -> (Appended, oneshot::Receiver<Result<RecordMetadata>>) {
     let record = ProducerRecord::new("t", value.to_owned());
     let (delivery, rx) = oneshot::channel();
-    let appended = acc.append(partition, 3, NewRecord { record: &record, timestamp_ms: 1_000, delivery, buffer: None }, now);
+    let appended =
+        acc.append(partition, 3, NewRecord { record: &record, timestamp_ms: 1_000, delivery, buffer: None }, now);
     (appended, rx)
 }
 
@@ -98,11 +99,8 @@ fn one_batch_in_flight_per_partition_keeps_order() {
     acc.finished(&tp, second.id);
     second.succeed(2);
 
-    let first_offsets: Vec<u64> = receivers
-        .iter_mut()
-        .filter_map(|rx| rx.try_recv().ok())
-        .map(|result| result.unwrap().offset)
-        .collect();
+    let first_offsets: Vec<u64> =
+        receivers.iter_mut().filter_map(|rx| rx.try_recv().ok()).map(|result| result.unwrap().offset).collect();
     assert_eq!(first_offsets[0], 0);
     assert!(first_offsets.windows(2).all(|w| w[0] < w[1]), "offsets follow send order: {first_offsets:?}");
 }

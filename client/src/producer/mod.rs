@@ -194,6 +194,19 @@ impl Producer {
         }
     }
 
+    /// The number of partitions of `topic`, from the cached metadata or after one refresh.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTopic`] if the cluster has no such topic.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn partition_count(&self, topic: &str) -> Result<u32> {
+        self.inner.shared.cluster.partition_count(topic).await
+    }
+
     /// Flushes, then stops the sender. Later `send` calls fail with [`Error::ProducerClosed`].
     ///
     /// # Cancel safety

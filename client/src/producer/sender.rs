@@ -45,7 +45,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     continue;
                 }
                 let entry = per_broker.entry(broker).or_insert_with(|| (address, Vec::new(), 0));
-                if !entry.1.is_empty() && entry.2 + accumulator.front_size_bytes(&tp) > shared.config.request_bytes_max {
+                if !entry.1.is_empty() && entry.2 + accumulator.front_size_bytes(&tp) > shared.config.request_bytes_max
+                {
                     // This request is full; the partition goes out in the next round, as soon as one finishes.
                     continue;
                 }
@@ -102,7 +103,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 /// Sends one produce request and pairs every batch with its outcome. Never fails as a whole: a transport
 /// error becomes every batch's outcome.
-async fn send_request(shared: Arc<Shared>, broker: u32, address: String, mut batches: Vec<ProducerBatch>) -> RequestOutcome {
+async fn send_request(
+    shared: Arc<Shared>,
+    broker: u32,
+    address: String,
+    mut batches: Vec<ProducerBatch>,
+) -> RequestOutcome {
     let config = &shared.config;
     let request = ProduceRequest {
         acks: config.acks.to_proto() as i32,
@@ -114,7 +120,8 @@ async fn send_request(shared: Arc<Shared>, broker: u32, address: String, mut bat
     };
     let mut grpc_request = tonic::Request::new(request);
     // The broker may wait up to request_timeout_ms for replication; give the transport a margin beyond it.
-    grpc_request.set_timeout(Duration::from_millis(config.request_timeout_ms) + shared.cluster.config().request_timeout());
+    grpc_request
+        .set_timeout(Duration::from_millis(config.request_timeout_ms) + shared.cluster.config().request_timeout());
     let answer = match shared.cluster.client(&address) {
         Ok(mut client) => client.produce(grpc_request).await.map_err(|status| Error::from_status(&address, &status)),
         Err(e) => Err(e),
@@ -164,11 +171,8 @@ fn complete(shared: &Shared, outcomes: Vec<(ProducerBatch, Result<u64>)>) -> boo
                     accumulator.requeue(batch, retry_at);
                 } else {
                     accumulator.finished(&tp, batch.id);
-                    let error = if error.is_retriable() {
-                        timeout_error(shared, &batch)
-                    } else {
-                        permanent_error(error, &tp)
-                    };
+                    let error =
+                        if error.is_retriable() { timeout_error(shared, &batch) } else { permanent_error(error, &tp) };
                     batch.fail(error);
                 }
             }

@@ -1,0 +1,312 @@
+//! Command-line arguments of `rill` (clap derive) and dispatch to the subcommands.
+
+mod cluster;
+mod consume;
+mod output;
+mod produce;
+mod topic;
+
+use std::collections::BTreeMap;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rill_client::{Acks, ClientConfig, DEFAULT_BOOTSTRAP};
+
+/// Rill command-line client.
+#[derive(Debug, Parser)]
+#[command(name = "rill", version, about = "Rill command-line client: topics, cluster status, produce and consume")]
+pub struct Cli {
+    /// Brokers to contact first; any reachable one is enough.
+    #[arg(
+        long,
+        global = true,
+        env = "RILL_BOOTSTRAP",
+        default_value = DEFAULT_BOOTSTRAP,
+        value_name = "HOST:PORT[,HOST:PORT...]",
+        value_parser = parse_bootstrap
+    )]
+    pub bootstrap: Bootstrap,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A validated bootstrap list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bootstrap(pub Vec<String>);
+
+fn parse_bootstrap(list: &str) -> Result<Bootstrap, String> {
+    rill_client::parse_bootstrap(list).map(Bootstrap).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list, describe and delete topics.
+    Topic {
+        #[command(subcommand)]
+        command: TopicCommand,
+    },
+    /// Show the brokers and the controller quorum.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Write one record per stdin line.
+    Produce(ProduceArgs),
+    /// Print records, one per line.
+    Consume(ConsumeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create(CreateArgs),
+    /// List topics.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show a topic's partitions, replicas, offsets and configuration.
+    Describe {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Delete a topic and all its records.
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    pub name: String,
+    /// Number of partitions.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub partitions: u32,
+    /// Copies of each partition; the broker's default when omitted.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication_factor: Option<u32>,
+    /// Topic configuration, repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub configs: Vec<(String, String)>,
+}
+
+impl CreateArgs {
+    /// The configuration as a map; a key given twice is an error rather than a silent override.
+    pub fn config_map(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut map = BTreeMap::new();
+        for (key, value) in &self.configs {
+            if map.insert(key.clone(), value.clone()).is_some() {
+                anyhow::bail!("config key '{key}' given more than once");
+            }
+        }
+        Ok(map)
+    }
+}
+
+fn parse_key_value(pair: &str) -> Result<(String, String), String> {
+    let (key, value) = pair.split_once('=').ok_or_else(|| format!("'{pair}' is not KEY=VALUE"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("'{pair}' has an empty key"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Brokers (id, address, alive or fenced, epoch) and the controller quorum.
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AcksArg {
+    All,
+    Leader,
+    None,
+}
+
+impl From<AcksArg> for Acks {
+    fn from(acks: AcksArg) -> Acks {
+        match acks {
+            AcksArg::All => Acks::All,
+            AcksArg::Leader => Acks::Leader,
+            AcksArg::None => Acks::None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    pub topic: String,
+    /// Key of every record.
+    #[arg(long, conflicts_with = "key_separator")]
+    pub key: Option<String>,
+    /// Split each line at the first SEP into key and value.
+    #[arg(long, value_name = "SEP", value_parser = non_empty)]
+    pub key_separator: Option<String>,
+    /// Write every record to this partition instead of partitioning by key.
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Acknowledgement to wait for.
+    #[arg(long, value_enum, default_value_t = AcksArg::All)]
+    pub acks: AcksArg,
+    /// How long a batch waits for more records.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    /// Largest batch in bytes.
+    #[arg(long, default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
+    pub batch_bytes: u64,
+}
+
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.is_empty() { Err("must not be empty".into()) } else { Ok(s.to_owned()) }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecordFormat {
+    /// The value only, as raw bytes.
+    Value,
+    /// `{"partition","offset","timestamp","key","value"}` per line.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    pub topic: String,
+    /// Read only this partition (default: all).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Start at the oldest retained record (default: the end).
+    #[arg(long, conflicts_with = "offset")]
+    pub from_beginning: bool,
+    /// Start at this offset, in every partition read.
+    #[arg(long)]
+    pub offset: Option<u64>,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub max_messages: Option<u64>,
+    /// Keep waiting for new records instead of stopping at the end seen at start.
+    #[arg(long)]
+    pub follow: bool,
+    #[arg(long, value_enum, default_value_t = RecordFormat::Value)]
+    pub format: RecordFormat,
+    /// Consumer group (reserved: not supported yet).
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = ClientConfig { bootstrap: cli.bootstrap.0, ..ClientConfig::default() };
+    match cli.command {
+        Command::Topic { command } => topic::run(client, command).await,
+        Command::Cluster { command: ClusterCommand::Status { format } } => cluster::status(client, format).await,
+        Command::Produce(args) => produce::run(client, args).await,
+        Command::Consume(args) => consume::run(client, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("rill").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn config_pairs_are_parsed() {
+        let cli = parse(&[
+            "topic",
+            "create",
+            "demo",
+            "--partitions",
+            "3",
+            "--config",
+            "retention.ms=1000",
+            "--config",
+            "cleanup=a=b",
+        ])
+        .unwrap();
+        let Command::Topic { command: TopicCommand::Create(args) } = cli.command else { panic!("wrong command") };
+        assert_eq!(args.partitions, 3);
+        assert_eq!(args.replication_factor, None);
+        let map = args.config_map().unwrap();
+        assert_eq!(map["retention.ms"], "1000");
+        assert_eq!(map["cleanup"], "a=b", "only the first '=' separates key from value");
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["topic", "create", "demo", "--partitions", "0"][..],
+            &["topic", "create", "demo", "--partitions", "x"],
+            &["topic", "create", "demo"],
+            &["topic", "create", "demo", "--partitions", "1", "--config", "novalue"],
+            &["topic", "create", "demo", "--partitions", "1", "--config", "=v"],
+            &["produce", "demo", "--acks", "some"],
+            &["produce", "demo", "--key", "k", "--key-separator", ":"],
+            &["consume", "demo", "--from-beginning", "--offset", "3"],
+            &["consume", "demo", "--format", "xml"],
+            &["--bootstrap", "nohost", "topic", "list"],
+        ] {
+            let error = parse(args).expect_err(&format!("{args:?} must be rejected"));
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_config_keys_are_refused() {
+        let cli =
+            parse(&["topic", "create", "demo", "--partitions", "1", "--config", "a=1", "--config", "a=2"]).unwrap();
+        let Command::Topic { command: TopicCommand::Create(args) } = cli.command else { panic!("wrong command") };
+        assert!(args.config_map().is_err());
+    }
+
+    #[test]
+    fn bootstrap_defaults_and_accepts_a_list() {
+        let cli = parse(&["topic", "list"]).unwrap();
+        assert_eq!(cli.bootstrap.0, vec![DEFAULT_BOOTSTRAP.to_owned()]);
+        let cli = parse(&["topic", "list", "--bootstrap", "a:1,b:2"]).unwrap();
+        assert_eq!(cli.bootstrap.0, vec!["a:1".to_owned(), "b:2".to_owned()]);
+    }
+
+    #[test]
+    fn produce_defaults_match_the_producer() {
+        let cli = parse(&["produce", "demo"]).unwrap();
+        let Command::Produce(args) = cli.command else { panic!("wrong command") };
+        assert_eq!(args.acks, AcksArg::All);
+        assert_eq!(args.linger_ms, 5);
+        assert_eq!(args.batch_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn consume_flags_parse() {
+        let cli = parse(&[
+            "consume",
+            "demo",
+            "--partition",
+            "2",
+            "--offset",
+            "7",
+            "--max-messages",
+            "10",
+            "--follow",
+            "--format",
+            "json",
+        ])
+        .unwrap();
+        let Command::Consume(args) = cli.command else { panic!("wrong command") };
+        assert_eq!((args.partition, args.offset, args.max_messages), (Some(2), Some(7), Some(10)));
+        assert!(args.follow);
+        assert_eq!(args.format, RecordFormat::Json);
+    }
+}
