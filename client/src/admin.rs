@@ -133,7 +133,7 @@ impl Admin {
                 })
             })
             .await?;
-        topic_result(response.results, name, |e| Error::Broker(e))?;
+        topic_result(response.results, name, Error::Broker)?;
         // The new topic should be visible to this client's next call without waiting for the metadata to age.
         let _ = self.cluster.refresh(&[]).await;
         Ok(())

@@ -170,7 +170,7 @@ impl Consumer {
     ///
     /// Cancel safe: the position changes only when the future completes.
     pub async fn seek_to_timestamp(&mut self, tp: &TopicPartition, timestamp_ms: i64) -> Result<u64> {
-        let offsets = self.list_offsets(&[tp.clone()], OffsetSpec::Timestamp, timestamp_ms).await?;
+        let offsets = self.list_offsets(std::slice::from_ref(tp), OffsetSpec::Timestamp, timestamp_ms).await?;
         let offset = offsets[tp];
         self.seek(tp, offset)?;
         Ok(offset)
@@ -444,14 +444,14 @@ impl Consumer {
                 tracing::debug!(error = %e, "metadata refresh failed");
             }
         }
-        if let Some(error) = retry_error {
-            if !succeeded {
-                let since = *self.failing_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= self.cluster.config().request_timeout() {
-                    return Err(error);
-                }
-                self.cluster.backoff().await;
+        if let Some(error) = retry_error
+            && !succeeded
+        {
+            let since = *self.failing_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.cluster.config().request_timeout() {
+                return Err(error);
             }
+            self.cluster.backoff().await;
         }
         Ok(())
     }

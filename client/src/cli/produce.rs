@@ -19,10 +19,10 @@ const CHUNKS_BUFFERED_MAX: usize = 16;
 pub async fn run(client: ClientConfig, args: ProduceArgs) -> anyhow::Result<()> {
     let producer = Producer::connect(client, producer_config(&args)).await?;
     let partitions = producer.partition_count(&args.topic).await?;
-    if let Some(partition) = args.partition {
-        if partition >= partitions {
-            bail!("topic '{}' has no partition {partition} (it has {partitions})", args.topic);
-        }
+    if let Some(partition) = args.partition
+        && partition >= partitions
+    {
+        bail!("topic '{}' has no partition {partition} (it has {partitions})", args.topic);
     }
     let mut lines = spawn_stdin_reader();
     let mut written = Written::default();

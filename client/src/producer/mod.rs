@@ -219,10 +219,10 @@ impl Producer {
         shared.wake.notify_one();
         self.flush().await;
         let task = self.inner.task.lock().expect("task lock poisoned").take();
-        if let Some(task) = task {
-            if let Err(e) = task.await {
-                tracing::error!(error = %e, "producer sender task failed");
-            }
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "producer sender task failed");
         }
     }
 }
