@@ -150,3 +150,44 @@ async fn every_acknowledged_record_survives_kill_9_in_order() {
     }
     assert!(acked.len() >= 20_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_writes_and_leaves_a_clean_shutdown_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut broker = start(dir.path(), port);
+    let mut client = connect(port).await;
+    let create = CreateTopicsRequest {
+        topics: vec![NewTopic { name: "crash".into(), partitions: 1, replication_factor: 1, config: Default::default() }],
+        validate_only: false,
+    };
+    client.create_topics(create).await.unwrap();
+    let acked: Acked = Arc::default();
+    let producer = tokio::spawn(produce_until_failure(client.clone(), 0, acked.clone()));
+    while acked.lock().unwrap().len() < 1_000 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = broker.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = broker.child.wait().unwrap();
+        (status, broker)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert!(status.success(), "a stop signal ends the broker with success, got {status}");
+    producer.await.unwrap();
+
+    let partition_dir = std::fs::read_dir(dir.path().join("topics")).unwrap().next().unwrap().unwrap().path().join("0");
+    assert!(partition_dir.join("clean-shutdown").exists(), "clean-shutdown marker written");
+
+    let _broker = start(dir.path(), port);
+    let mut client = connect(port).await;
+    let stored = read_all(&mut client).await;
+    let acked = acked.lock().unwrap().clone();
+    assert!(stored.len() >= acked.len());
+    for (offset, value) in &acked {
+        assert_eq!(stored[*offset as usize].1, value.as_bytes());
+    }
+}
