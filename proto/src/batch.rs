@@ -213,13 +213,16 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(header)
 }
 
+/// Where a byte field lies inside its batch: `(start, length)`.
+type FieldSpan = (usize, usize);
+
 /// Positions of one record's fields inside its batch.
 struct RawRecord {
     timestamp_delta: i64,
     offset_delta: i32,
-    key: Option<(usize, usize)>,
-    value: Option<(usize, usize)>,
-    headers: Vec<(std::ops::Range<usize>, Option<(usize, usize)>)>,
+    key: Option<FieldSpan>,
+    value: Option<FieldSpan>,
+    headers: Vec<(std::ops::Range<usize>, Option<FieldSpan>)>,
 }
 
 /// Walks the records of a batch whose header is already parsed, checking every length; `visit` sees each.
