@@ -212,19 +212,19 @@ impl Log {
         if !active.is_empty() {
             active.created_ms = Some(now_ms);
         }
-        let end = active.next_offset();
         self.segments.insert(active.base_offset(), active);
-        self.finish_unclean_open(end)
+        self.finish_unclean_open(bases[plan.segment])
     }
 
     /// After a scan: the surviving bytes may exist only in the page cache (a process crash keeps them there),
-    /// so fsync everything from the recovery point on before calling it durable, then checkpoint.
-    fn finish_unclean_open(&mut self, end: u64) -> Result<(), StorageError> {
-        let checkpointed = self.checkpointed_recovery_point.unwrap_or(0);
-        for segment in self.segments.values().filter(|s| s.next_offset() > checkpointed || !s.is_sealed()) {
+    /// and the scan rewrote the indexes of every segment from `scanned_from_base` on, so fsync those segments
+    /// before calling them durable, then checkpoint.
+    fn finish_unclean_open(&mut self, scanned_from_base: u64) -> Result<(), StorageError> {
+        for segment in self.segments.range(scanned_from_base..).map(|(_, s)| s) {
             segment.sync_all()?;
         }
         self.backend.sync_dir(&self.dir).map_err(|e| StorageError::io("fsync directory", &self.dir, e))?;
+        let end = self.end_offset();
         self.flushed_offset = end;
         self.flush = FlushShared::new(end);
         self.write_checkpoint()

@@ -552,10 +552,6 @@ impl Segment {
         self.size_bytes
     }
 
-    pub fn is_sealed(&self) -> bool {
-        self.sealed
-    }
-
     pub fn is_empty(&self) -> bool {
         self.next_offset == self.base_offset
     }

@@ -19,7 +19,8 @@ pub fn dir() -> PathBuf {
 pub fn batch_with(records: usize, timestamp_ms: i64, seed: u64, value_bytes: usize) -> Bytes {
     let mut builder = BatchBuilder::new();
     for i in 0..records {
-        let value: Vec<u8> = (0..value_bytes).map(|j| (seed as usize * 31 + i * 7 + j) as u8).collect();
+        let value: Vec<u8> =
+            (0..value_bytes).map(|j| (seed.wrapping_mul(31) as usize).wrapping_add(i * 7 + j) as u8).collect();
         builder.push(timestamp_ms + i as i64, Some(format!("k{seed}-{i}").as_bytes()), Some(&value), &[]);
     }
     builder.finish()
@@ -75,4 +76,32 @@ pub fn stamped(input: &[u8], base_offset: u64, epoch: i32) -> Vec<u8> {
 
 pub fn segment_path(base: u64, suffix: &str) -> PathBuf {
     dir().join(format!("{base:020}.{suffix}"))
+}
+
+/// The reference answer to `offset_for_timestamp` over stored batches: the first record, in offset order,
+/// whose timestamp is at or after `timestamp_ms`, among batches whose max timestamp reaches it.
+pub fn expected_offset_for_timestamp(batches: &[(u64, Bytes)], timestamp_ms: i64) -> Option<(u64, i64)> {
+    for (_, stored) in batches {
+        let header = BatchHeader::parse(stored).unwrap();
+        if header.max_timestamp < timestamp_ms {
+            continue;
+        }
+        let records = batch::decode_records(stored).unwrap();
+        if let Some(record) = records.iter().find(|r| r.timestamp_ms >= timestamp_ms) {
+            return Some((record.offset, record.timestamp_ms));
+        }
+    }
+    None
+}
+
+/// Checks `offset_for_timestamp` against the reference at every timestamp from `from` to `to`.
+pub fn check_timestamps(log: &Log, batches: &[(u64, Bytes)], from: i64, to: i64, context: &str) {
+    for timestamp_ms in from..=to {
+        assert_eq!(
+            log.offset_for_timestamp(timestamp_ms).unwrap(),
+            expected_offset_for_timestamp(batches, timestamp_ms),
+            "{context}: offset_for_timestamp({timestamp_ms}) in segments {:?}",
+            log.segment_bases()
+        );
+    }
 }
