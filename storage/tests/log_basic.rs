@@ -193,7 +193,7 @@ fn truncation_needs_a_batch_boundary_at_or_above_the_log_start() {
     assert_eq!(log.end_offset(), 30, "a refused truncation changes nothing");
     log.truncate_to(12).unwrap();
     assert_eq!(log.end_offset(), 12);
-    assert_eq!(*log.segment_bases().last().unwrap() <= 12, true);
+    assert!(*log.segment_bases().last().unwrap() <= 12);
     log.append(&batch(3, 0, 99), 0, 0).unwrap();
     let batches = read_all(&log, 0);
     assert_eq!(batches.iter().map(|b| b.0).collect::<Vec<_>>(), vec![0, 3, 6, 9, 12]);
