@@ -1,0 +1,91 @@
+//! The real filesystem backend: reads are zero-copy slices of one mapping, a truncation under live readers
+//! copies instead of shrinking the mapped file (no SIGBUS, readers keep their bytes), and logs reopen.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+
+use common::*;
+use rill_storage::{Backend, FsBackend, Log, LogConfig};
+
+fn open_fs(dir: &std::path::Path, config: LogConfig) -> Log {
+    let backend: Arc<dyn Backend> = Arc::new(FsBackend::new());
+    Log::open(backend, dir, config, 0).unwrap().0
+}
+
+#[test]
+fn reads_are_slices_of_one_shared_mapping() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut log = open_fs(temp.path(), small_config(1 << 20));
+    for i in 0..10 {
+        log.append(&batch(2, i, i as u64), 0, 0).unwrap();
+    }
+    let first = log.read(4, 1, u64::MAX).unwrap();
+    let again = log.read(4, 1, u64::MAX).unwrap();
+    assert_eq!(first.records.as_ptr(), again.records.as_ptr(), "both reads borrow the same mapped bytes");
+    let whole = log.read(0, 1 << 20, u64::MAX).unwrap();
+    let offset_in_whole = first.records.as_ptr() as usize - whole.records.as_ptr() as usize;
+    assert_eq!(&whole.records[offset_in_whole..offset_in_whole + first.records.len()], &first.records[..]);
+}
+
+#[test]
+fn truncating_under_a_live_reader_keeps_the_readers_bytes_intact() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut log = open_fs(temp.path(), small_config(1 << 20));
+    for i in 0..20 {
+        log.append(&batch(2, i, i as u64), 0, 0).unwrap();
+    }
+    let held = log.read(10, 1 << 20, u64::MAX).unwrap();
+    let held_copy = held.records.to_vec();
+    let segment = temp.path().join("00000000000000000000.log");
+    let inode_before = std::fs::metadata(&segment).unwrap().ino();
+    log.truncate_to(12).unwrap();
+    assert_ne!(std::fs::metadata(&segment).unwrap().ino(), inode_before, "a reader was live: the file is replaced");
+    assert_eq!(log.end_offset(), 12);
+    // The held bytes still read as they were: the file was replaced, not shrunk under the mapping.
+    assert_eq!(&held.records[..], &held_copy[..]);
+    for i in 0..5 {
+        log.append(&batch(3, 100 + i, 1_000 + i as u64), 0, 0).unwrap();
+    }
+    assert_eq!(&held.records[..], &held_copy[..], "appends after the swap do not touch the old file");
+    let batches = read_all(&log, 0);
+    assert_eq!(batches.len(), 6 + 5);
+    assert_eq!(batches[6].0, 12);
+    let stray: Vec<_> = std::fs::read_dir(temp.path())
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(stray.is_empty(), "no temporary files remain: {stray:?}");
+    drop((held, batches));
+    let inode_before = std::fs::metadata(&segment).unwrap().ino();
+    log.truncate_to(15).unwrap();
+    assert_eq!(std::fs::metadata(&segment).unwrap().ino(), inode_before, "no reader: the file shrinks in place");
+    let kept = read_all(&log, 0);
+    log.close().unwrap();
+    let reopened = open_fs(temp.path(), small_config(1 << 20));
+    assert_eq!(reopened.end_offset(), 15);
+    assert_eq!(read_all(&reopened, 0), kept);
+}
+
+#[test]
+fn a_log_on_disk_survives_reopening_with_and_without_clean_shutdown() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut log = open_fs(temp.path(), small_config(800));
+    for i in 0..30 {
+        log.append(&batch(2, i, i as u64), 0, 0).unwrap();
+    }
+    log.flush().unwrap();
+    let before = read_all(&log, 0);
+    drop(log);
+    let log = open_fs(temp.path(), small_config(800));
+    assert_eq!(read_all(&log, 0), before);
+    log.close().unwrap();
+    assert!(temp.path().join("clean-shutdown").exists());
+    let log = open_fs(temp.path(), small_config(800));
+    assert!(!temp.path().join("clean-shutdown").exists(), "open removes the marker");
+    assert_eq!(read_all(&log, 0), before);
+    log.delete().unwrap();
+    assert!(!temp.path().exists());
+}
