@@ -339,7 +339,8 @@ impl Log {
     /// Stops the log cleanly: cuts any bytes a failed append left behind, flushes everything, writes the
     /// checkpoint and then the clean-shutdown marker, so the next open skips the recovery scan. Fsyncs.
     pub fn close(mut self) -> Result<(), StorageError> {
-        self.active_mut().trim_file()?;
+        let backend = Arc::clone(&self.backend);
+        self.active_mut().trim_file(&*backend)?;
         self.flush()?;
         self.sync_sealed_and_dir()?;
         self.active().sync_all()?;
@@ -352,6 +353,13 @@ impl Log {
         self.backend.remove_dir_all(&self.dir).map_err(|e| StorageError::io("remove partition directory", &self.dir, e))
     }
 }
+
+// The broker keeps each log behind a mutex shared across threads and runs flush jobs on blocking threads.
+const _: fn() = || {
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    send_sync_static::<Log>();
+    send_sync_static::<FlushJob>();
+};
 
 /// Parses the header of a buffer that must hold exactly one batch.
 fn parse_whole(batch: &[u8]) -> Result<BatchHeader, StorageError> {

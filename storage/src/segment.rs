@@ -519,10 +519,10 @@ impl Segment {
     }
 
     /// Cuts the `.log` file to `size_bytes` if a failed append left bytes after it (before a clean shutdown).
-    pub fn trim_file(&mut self) -> Result<(), StorageError> {
+    pub fn trim_file(&mut self, backend: &dyn Backend) -> Result<(), StorageError> {
         let len = self.log.len().map_err(|e| StorageError::io("stat segment", &self.log_path, e))?;
         if len > self.size_bytes {
-            self.log.set_len(self.size_bytes).map_err(|e| StorageError::io("trim segment", &self.log_path, e))?;
+            self.log = shrink_file(backend, &self.log_path, &self.log, self.size_bytes)?;
         }
         Ok(())
     }
