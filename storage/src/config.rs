@@ -32,11 +32,12 @@ pub enum Durability {
 }
 
 /// Per-partition log settings. Change them on a running log with `Log::set_config`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
     /// Roll when the active segment would pass this many bytes (a single larger batch still gets a segment).
     pub segment_bytes_max: u64,
-    /// Roll an active segment whose first append is older than this.
+    /// Roll an active segment whose first append is older than this. A segment that is not empty when the log
+    /// is opened counts its age from the open, since the time of its first append is not stored.
     pub segment_ms_max: Option<u64>,
     /// Delete sealed segments whose newest record is older than this.
     pub retention_ms: Option<u64>,

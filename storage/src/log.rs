@@ -53,6 +53,18 @@ pub struct Log {
     pub(crate) checkpointed_recovery_point: Option<u64>,
 }
 
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.dir)
+            .field("log_start_offset", &self.log_start_offset)
+            .field("end_offset", &self.end_offset())
+            .field("flushed_offset", &self.flushed_offset)
+            .field("segments", &self.segments.len())
+            .finish()
+    }
+}
+
 impl Log {
     pub fn log_start_offset(&self) -> u64 {
         self.log_start_offset
