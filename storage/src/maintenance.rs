@@ -53,7 +53,8 @@ impl Log {
         let bases: Vec<u64> = self.segments.keys().copied().collect();
         self.segments.clear();
         self.unsynced_sealed.clear();
-        for base in bases {
+        // Newest first, so a crash part-way leaves a contiguous prefix of the old log, never a gap.
+        for base in bases.into_iter().rev() {
             segment::delete_segment_files(&*self.backend, &self.dir, base)?;
         }
         let fresh = Segment::create(&*self.backend, &self.dir, offset)?;
