@@ -257,7 +257,7 @@ fn a_write_failure_anywhere_followed_by_a_crash_still_recovers() {
         let config = LogConfig { retention_bytes: Some(1_500), ..small_config(500) };
         let (mut log, _) = open(&backend, config.clone());
         let mut model = Model { batches: Vec::new(), log_start: 0 };
-        let mut append = |log: &mut Log, model: &mut Model, seed: u64| -> Result<(), rill_storage::StorageError> {
+        let append = |log: &mut Log, model: &mut Model, seed: u64| -> Result<(), rill_storage::StorageError> {
             let input = batch(2, seed as i64, seed);
             let info = log.append(&input, 0, 0)?;
             model.batches.push((info.base_offset, Bytes::from(stamped(&input, info.base_offset, 0))));
