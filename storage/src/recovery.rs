@@ -150,7 +150,8 @@ impl Log {
     /// Opens the segments before `bases[upto]` as sealed and trusted.
     fn open_sealed_before(&mut self, bases: &[u64], upto: usize) -> Result<(), StorageError> {
         for i in 0..upto {
-            let sealed = Segment::open_sealed(&*self.backend, &self.dir, bases[i], bases[i + 1])?;
+            let interval = self.config.index_interval_bytes;
+            let sealed = Segment::open_sealed(&*self.backend, &self.dir, bases[i], bases[i + 1], interval)?;
             self.segments.insert(bases[i], sealed);
         }
         Ok(())

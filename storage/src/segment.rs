@@ -134,12 +134,15 @@ impl Segment {
         })
     }
 
-    /// Opens a sealed segment without reading its data: `next_offset` is the following segment's base.
+    /// Opens a sealed segment without reading its data: `next_offset` is the following segment's base. Only a
+    /// segment whose time index is missing (every sealed segment has at least its final entry) is read whole,
+    /// to rebuild both indexes.
     pub fn open_sealed(
         backend: &dyn Backend,
         dir: &Path,
         base_offset: u64,
         next_offset: u64,
+        index_interval_bytes: u32,
     ) -> Result<Segment, StorageError> {
         assert!(next_offset > base_offset, "a sealed segment holds at least one offset");
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
@@ -149,7 +152,7 @@ impl Segment {
         let time_index = open_index(backend, dir, base_offset, TIME_INDEX_SUFFIX, None, true)?;
         let max_timestamp_ms = TimeIndexView(time_index.bytes()).last().map_or(i64::MIN, |e| e.timestamp_ms);
         let last_indexed_position = OffsetIndexView(offset_index.bytes()).last().map_or(0, |e| u64::from(e.position));
-        Ok(Segment {
+        let mut segment = Segment {
             base_offset,
             log_path,
             log,
@@ -161,7 +164,44 @@ impl Segment {
             last_indexed_position,
             created_ms: None,
             sealed: true,
-        })
+        };
+        if segment.time_index.entries() == 0 && size_bytes > 0 {
+            tracing::warn!(segment = %segment.log_path.display(), "time index missing; rebuilding both indexes");
+            segment.rebuild_sealed_indexes(index_interval_bytes)?;
+        }
+        Ok(segment)
+    }
+
+    /// Rebuilds the indexes of a sealed segment from its batch headers and syncs them.
+    fn rebuild_sealed_indexes(&mut self, index_interval_bytes: u32) -> Result<(), StorageError> {
+        let (size_bytes, next_offset) = (self.size_bytes, self.next_offset);
+        self.offset_index.unseal();
+        self.time_index.unseal();
+        self.offset_index.truncate_entries(0)?;
+        self.time_index.truncate_entries(0)?;
+        self.sealed = false;
+        self.size_bytes = 0;
+        self.next_offset = self.base_offset;
+        self.max_timestamp_ms = i64::MIN;
+        self.last_indexed_position = 0;
+        let view = self.read_log(0, size_bytes)?;
+        for item in batch::split_batches(&view) {
+            let expected = self.next_offset;
+            let (header, range) = item.map_err(|e| self.corrupt(expected, self.size_bytes, e.to_string()))?;
+            if header.base_offset != expected {
+                let reason = format!("batch has base offset {}", header.base_offset);
+                return Err(self.corrupt(expected, range.start as u64, reason));
+            }
+            self.index_batch(range.start as u64, &header, index_interval_bytes)?;
+        }
+        if self.next_offset != next_offset {
+            let reason =
+                format!("segment ends at offset {}, the next segment starts at {next_offset}", self.next_offset);
+            return Err(self.corrupt(self.next_offset, self.size_bytes, reason));
+        }
+        self.seal()?;
+        self.offset_index.sync()?;
+        self.time_index.sync()
     }
 
     /// Opens a segment to append to, trusting `trusted` and computing the state an append needs from the

@@ -154,3 +154,32 @@ fn a_failed_append_rolls_back_exactly() {
     backend.heal();
     assert_eq!(log.append(&batch(3, 0, 3), 0, 0).unwrap().base_offset, 3);
 }
+
+#[test]
+fn lost_index_files_of_a_sealed_segment_are_rebuilt_at_open() {
+    use rill_storage::Backend;
+    let backend = FaultyBackend::new();
+    let config = LogConfig { index_interval_bytes: 64, ..small_config(900) };
+    let (mut log, _) = open(&backend, config.clone());
+    for i in 0..30 {
+        log.append(&batch(3, i * 10, i as u64), 0, 0).unwrap();
+    }
+    log.close().unwrap();
+    let bases = {
+        let (log, _) = open(&backend, config.clone());
+        log.segment_bases()
+    };
+    assert!(bases.len() >= 3);
+    let index = backend.file_contents(&segment_path(bases[1], "index")).unwrap();
+    let time_index = backend.file_contents(&segment_path(bases[1], "timeindex")).unwrap();
+    assert!(!time_index.is_empty());
+    backend.remove_file(&segment_path(bases[1], "index")).unwrap();
+    backend.remove_file(&segment_path(bases[1], "timeindex")).unwrap();
+
+    let (log, _) = open(&backend, config);
+    assert_eq!(backend.file_contents(&segment_path(bases[1], "index")).unwrap(), index, "rebuilt identically");
+    assert_eq!(backend.file_contents(&segment_path(bases[1], "timeindex")).unwrap(), time_index);
+    let stored = read_all(&log, 0);
+    assert_eq!(stored.len(), 30);
+    check_timestamps(&log, &stored, -1, 300, "after the rebuild");
+}
