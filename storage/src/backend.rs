@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, Weak};
 use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
 
+use crate::config::MAP_BYTES_MIN;
+
 /// One open file. Positions are absolute; there is no cursor, so a handle can be shared between the log and a
 /// flush job running on another thread.
 pub trait StorageFile: Send + Sync {
@@ -137,9 +139,6 @@ impl MapState {
         self.current_max_end = 0;
     }
 }
-
-/// Smallest mapping made, so small files do not remap on every append.
-const MAP_BYTES_MIN: u64 = 1 << 20;
 
 /// Lets a `Bytes` own a reference to a mapping.
 struct MapOwner(Arc<Mmap>);

@@ -15,6 +15,9 @@ pub const INDEX_INTERVAL_BYTES_MIN: u32 = 64;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
 /// Default index density: a lookup scans at most about one page of batch headers past its entry.
 pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
+/// Smallest memory map `FsBackend` makes of a file (it maps ahead of the file's end up to the next power of
+/// two), so a small, growing segment is not remapped after every append that a read then wants.
+pub(crate) const MAP_BYTES_MIN: u64 = 1 << 20;
 
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_LIMIT);
 const _: () = assert!(SEGMENT_BYTES_LIMIT <= u32::MAX as u64, "positions must fit an index entry's u32");

@@ -274,7 +274,7 @@ impl StorageFile for FaultyFile {
         state.last_unsynced_write = Some((pos, payload.len()));
         match admitted {
             Ok(()) => {
-                debug_assert_eq!(payload.len(), total);
+                assert_eq!(payload.len(), total, "an admitted write is written whole");
                 Ok(())
             }
             Err(kind) => Err(io::Error::new(kind, format!("{}: injected write failure", self.path.display()))),
