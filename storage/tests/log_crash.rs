@@ -62,7 +62,7 @@ struct Coverage {
 /// Runs random operations, crashing now and then, and checks each recovery against the model.
 fn crash_run(seed: u64, operations: usize, coverage: &mut Coverage) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let backend = FaultyBackend::new();
+    let backend = FaultyBackend::strict_directories();
     let config = config_for(&mut rng);
     let (mut log, _) = open(&backend, config.clone());
     let mut model = Model { batches: Vec::new(), log_start: 0 };
@@ -203,7 +203,7 @@ fn random_operations_with_crashes_never_lose_flushed_batches_nor_serve_corrupt_o
 fn a_torn_last_write_is_cut_and_everything_flushed_survives() {
     let mut torn_seen = 0;
     for seed in 0..64 {
-        let backend = FaultyBackend::new();
+        let backend = FaultyBackend::strict_directories();
         let (mut log, _) = open(&backend, small_config(1 << 20));
         for i in 0..5 {
             log.append(&batch(3, i, i as u64), 0, 0).unwrap();
@@ -230,7 +230,7 @@ fn a_torn_last_write_is_cut_and_everything_flushed_survives() {
 #[test]
 fn a_crash_right_after_recovery_loses_nothing_recovery_kept() {
     for seed in 0..20 {
-        let backend = FaultyBackend::new();
+        let backend = FaultyBackend::strict_directories();
         let (mut log, _) = open(&backend, small_config(700));
         for i in 0..20 {
             log.append(&batch(2, i, i as u64), 0, 0).unwrap();
@@ -253,7 +253,7 @@ fn a_crash_right_after_recovery_loses_nothing_recovery_kept() {
 fn a_write_failure_anywhere_followed_by_a_crash_still_recovers() {
     let mut failures_hit = 0;
     for failing_write in 0..36 {
-        let backend = FaultyBackend::new();
+        let backend = FaultyBackend::strict_directories();
         let config = LogConfig { retention_bytes: Some(1_500), ..small_config(500) };
         let (mut log, _) = open(&backend, config.clone());
         let mut model = Model { batches: Vec::new(), log_start: 0 };
