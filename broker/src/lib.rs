@@ -6,6 +6,7 @@ pub mod limits;
 pub mod manager;
 pub mod metadata;
 pub mod partition;
+pub mod replication;
 pub mod server;
 pub mod service;
 pub mod topic_config;
