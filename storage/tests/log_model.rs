@@ -3,11 +3,18 @@
 
 mod common;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use common::*;
 use proptest::prelude::*;
 use rill_storage::batch::BatchHeader;
-use rill_storage::{FaultyBackend, Log, LogConfig, StorageError};
+use rill_storage::{Backend, FaultyBackend, FsBackend, Log, LogConfig, StorageError};
+
+/// Reads kept alive across later operations, with a copy of what they returned: truncations must never
+/// change or invalidate them (on the real backend they are slices of memory maps).
+const HELD_READS_MAX: usize = 8;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -55,8 +62,10 @@ impl Model {
 }
 
 struct Harness {
-    backend: FaultyBackend,
+    backend: Arc<dyn Backend>,
+    dir: PathBuf,
     config: LogConfig,
+    held: Vec<(Bytes, Vec<u8>)>,
     log: Option<Log>,
     model: Model,
     now_ms: i64,
@@ -139,7 +148,7 @@ impl Harness {
                 } else {
                     drop(log);
                 }
-                let (log, report) = open(&self.backend, self.config.clone());
+                let (log, report) = Log::open(Arc::clone(&self.backend), &self.dir, self.config.clone(), 0).unwrap();
                 assert_eq!(report.clean_shutdown, clean);
                 assert_eq!(report.truncated_bytes, 0, "without a crash nothing is torn");
                 self.log = Some(log);
@@ -168,6 +177,10 @@ impl Harness {
             return;
         }
         let result = result.unwrap();
+        if self.held.len() == HELD_READS_MAX {
+            self.held.remove(0);
+        }
+        self.held.push((result.records.clone(), result.records.to_vec()));
         let Some(first) = self.model.containing(offset).filter(|_| offset < upper_bound) else {
             assert!(result.records.is_empty());
             assert_eq!(result.next_offset, offset);
@@ -194,6 +207,34 @@ impl Harness {
     }
 }
 
+fn run(ops: &[Op], config: LogConfig, backend: Arc<dyn Backend>, dir: PathBuf) -> Result<(), TestCaseError> {
+    let (log, _) = Log::open(Arc::clone(&backend), &dir, config.clone(), 0).unwrap();
+    let mut harness = Harness {
+        backend,
+        dir,
+        config,
+        held: Vec::new(),
+        log: Some(log),
+        model: Model { batches: Vec::new(), log_start: 0 },
+        now_ms: 0,
+        clock_ms: 0,
+    };
+    for op in ops {
+        harness.apply(op);
+    }
+    let log = harness.log.as_ref().unwrap();
+    let stored = read_all(log, log.log_start_offset());
+    prop_assert_eq!(stored, harness.model.batches);
+    for (held, copy) in &harness.held {
+        prop_assert_eq!(&held[..], &copy[..], "a held read changed under later operations");
+    }
+    Ok(())
+}
+
+fn config(segment_bytes_max: u64, index_interval_bytes: u32) -> LogConfig {
+    LogConfig { segment_bytes_max, index_interval_bytes, segment_ms_max: Some(1_000_000), ..LogConfig::default() }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -203,27 +244,23 @@ proptest! {
         segment_bytes_max in 300u64..3_000,
         index_interval_bytes in 64u32..600,
     ) {
-        let config = LogConfig {
-            segment_bytes_max,
-            index_interval_bytes,
-            segment_ms_max: Some(1_000_000),
-            ..LogConfig::default()
-        };
-        let backend = FaultyBackend::new();
-        let (log, _) = open(&backend, config.clone());
-        let mut harness = Harness {
-            backend,
-            config,
-            log: Some(log),
-            model: Model { batches: Vec::new(), log_start: 0 },
-            now_ms: 0,
-            clock_ms: 0,
-        };
-        for op in &ops {
-            harness.apply(op);
-        }
-        let log = harness.log.as_ref().unwrap();
-        let stored = read_all(log, log.log_start_offset());
-        prop_assert_eq!(stored, harness.model.batches);
+        let backend: Arc<dyn Backend> = Arc::new(FaultyBackend::new());
+        run(&ops, config(segment_bytes_max, index_interval_bytes), backend, dir())?;
+    }
+}
+
+proptest! {
+    // Fewer cases: each one creates, maps and fsyncs real files.
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_log_on_real_files_behaves_like_the_reference(
+        ops in prop::collection::vec(op(), 1..60),
+        segment_bytes_max in 300u64..3_000,
+        index_interval_bytes in 64u32..600,
+    ) {
+        let temp = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(FsBackend::new());
+        run(&ops, config(segment_bytes_max, index_interval_bytes), backend, temp.path().join("p"))?;
     }
 }
