@@ -184,14 +184,41 @@ impl Replica {
         }
     }
 
-    /// A fenced epoch means this replica's metadata is behind, which only new metadata fixes; every other
-    /// refusal (the leader's metadata behind, its lease out, no answer at all) may pass, so retry later.
+    /// A fenced epoch means this replica's metadata is behind, which only new metadata fixes; a fetch offset
+    /// outside the leader's log is repaired here; every other refusal (the leader's metadata behind, its lease
+    /// out, no answer at all) may pass, so retry later.
     fn fetch_refused(&mut self, error: FetchError, now_ms: u64, out: &mut Vec<Command>) {
         out.push(Command::Warn(Warning::FetchRefused { error }));
         match error {
             FetchError::FencedLeaderEpoch => self.set_fetch_state(FetchState::AwaitingMetadata),
+            FetchError::OffsetOutOfRange { log_start_offset, .. } if self.log_end_offset < log_start_offset => {
+                self.truncate_fully(log_start_offset, out);
+                self.send_fetch(out);
+            }
+            // Only a log without epochs is checked this way (see the leader's `validate_fetch`); with no epoch
+            // to compare, the leader's log end is the best guess at where the logs agree.
+            FetchError::OffsetOutOfRange { log_end_offset, .. } if self.log_end_offset > log_end_offset => {
+                self.truncate_log(log_end_offset, out);
+                self.send_fetch(out);
+            }
             _ => self.back_off(now_ms),
         }
+    }
+
+    /// Restarts the log empty at the leader's log start. Everything this log holds lies below it, so the
+    /// leader's retention already deleted it: no replica serves it any more, and dropping it here loses nothing
+    /// the HW still protects.
+    fn truncate_fully(&mut self, log_start_offset: u64, out: &mut Vec<Command>) {
+        // Before the log: a crash in between leaves an epoch-less log, which the leader refuses again and
+        // this path repairs again; the reverse order would leave epochs describing deleted records.
+        if self.epochs.truncate_from(0) {
+            out.push(Command::PersistEpochHistory { entries: Vec::new() });
+        }
+        out.push(Command::TruncateFully { log_start_offset });
+        self.log_start_offset = log_start_offset;
+        self.log_end_offset = log_start_offset;
+        self.flushed_offset = log_start_offset;
+        self.raise_high_watermark(log_start_offset, out);
     }
 
     fn back_off(&mut self, now_ms: u64) {

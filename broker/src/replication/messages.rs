@@ -176,7 +176,8 @@ pub enum Command {
         replica_id: u32,
         reply: FetchReply,
     },
-    /// Follower: send this fetch to the leader and step its answer as `Event::FetchResponse`.
+    /// Follower: send this fetch to the leader and step exactly one `Event::FetchResponse` for it: the
+    /// leader's answer, or `FetchError::Unreachable` once the request timed out.
     SendFetch(FetchRequest),
     /// Follower: append these batches of the answer to fetch `fetch_id`, verbatim, at their offsets. The
     /// replica counts them as written from now on; a failed append takes the partition offline.
@@ -187,6 +188,11 @@ pub enum Command {
     /// Follower: cut the log so that it ends at `offset`.
     Truncate {
         offset: u64,
+    },
+    /// Follower: delete every record and restart the log, empty, at `log_start_offset`. Sent when the leader's
+    /// retention already deleted everything this log could continue from.
+    TruncateFully {
+        log_start_offset: u64,
     },
     /// Write the whole epoch history to its checkpoint file.
     PersistEpochHistory {

@@ -166,6 +166,7 @@ impl Cluster {
                     assert_eq!(node.log_end_offset(), offset, "truncations fall on batch boundaries");
                     node.flushed_offset = node.flushed_offset.min(offset);
                 }
+                Command::TruncateFully { .. } => panic!("no retention here, so no follower falls below a log start"),
                 Command::PersistEpochHistory { entries } => self.nodes.get_mut(&id).unwrap().persisted_epochs = entries,
                 Command::HighWatermarkAdvanced { high_watermark } => self.high_watermark_advanced(id, high_watermark),
                 Command::ProposeIsr { proposal_id, leader_epoch, partition_epoch, isr } => {

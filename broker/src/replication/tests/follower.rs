@@ -178,3 +178,51 @@ fn a_follower_retries_after_its_backoff_when_the_leader_is_behind_or_unreachable
         assert_eq!(next.fetch_id, 1);
     }
 }
+
+#[test]
+fn a_follower_behind_the_leaders_log_start_restarts_its_log_there() {
+    let mut replica = follower(false, 5);
+    let error = FetchError::OffsetOutOfRange { log_start_offset: 20, log_end_offset: 30 };
+    let commands = replica.step(answer(0, FetchAnswer::Error(error)));
+    assert_eq!(
+        commands,
+        vec![
+            Command::Warn(Warning::FetchRefused { error }),
+            Command::PersistEpochHistory { entries: vec![] },
+            Command::TruncateFully { log_start_offset: 20 },
+            Command::HighWatermarkAdvanced { high_watermark: 20 },
+            Command::SendFetch(FetchRequest {
+                fetch_id: 1,
+                leader: 1,
+                current_leader_epoch: 1,
+                fetch_offset: 20,
+                last_fetched_epoch: None,
+                flushed_offset: 20,
+            }),
+        ]
+    );
+    assert_eq!((replica.log_start_offset(), replica.log_end_offset()), (20, 20));
+}
+
+#[test]
+fn a_follower_without_epochs_past_the_leaders_log_end_truncates_to_it() {
+    let recovered = RecoveredLog {
+        log_start_offset: 0,
+        log_end_offset: 9,
+        flushed_offset: 9,
+        high_watermark: 0,
+        epochs: EpochHistory::new(),
+    };
+    let (mut replica, _) = Replica::new(config(2, false), recovered);
+    replica.step(become_follower(1, 1, 1));
+    let error = FetchError::OffsetOutOfRange { log_start_offset: 0, log_end_offset: 6 };
+    let commands = replica.step(answer(0, FetchAnswer::Error(error)));
+    assert_eq!(commands[1], Command::Truncate { offset: 6 });
+    assert_eq!(sent_fetch(&commands).fetch_offset, 6);
+}
+
+#[test]
+fn a_follower_does_not_fetch_again_while_a_fetch_is_in_flight() {
+    let mut replica = follower(false, 5);
+    assert!(replica.step(Event::Tick { now_ms: 1_000_000 }).is_empty());
+}
