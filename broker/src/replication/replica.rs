@@ -236,6 +236,14 @@ impl Replica {
             let reason = format!("leader epoch {leader_epoch} names this broker leader after another broker");
             return out.push(Command::Warn(Warning::InvalidMetadata { reason }));
         }
+        // Only this broker writes records of an epoch it leads, so its log holding `leader_epoch` while it is
+        // not leading means it led that epoch before a restart. It may have lost unflushed records of the epoch
+        // that followers copied; writing new ones at the same offsets in the same epoch would make two
+        // different records look identical to the divergence check. The controller must elect it anew.
+        if !matches!(self.role, RoleState::Leader(_)) && self.epochs.latest_epoch() == Some(leader_epoch) {
+            let reason = format!("this broker led epoch {leader_epoch} before a restart; it can lead only a new epoch");
+            return out.push(Command::Warn(Warning::InvalidMetadata { reason }));
+        }
         self.leader_epoch = Some(leader_epoch);
         self.partition_epoch = Some(partition_epoch);
         self.replicas = replicas.into_iter().collect();
@@ -250,11 +258,8 @@ impl Replica {
                 leader.metadata_changed(&self.replicas, self.config.broker_id, now_ms)
             }
             _ => {
-                // A log that already holds this epoch led it before a restart; its records keep their epoch.
-                if self.epochs.latest_epoch() != Some(leader_epoch) {
-                    self.epochs.append(leader_epoch, self.log_end_offset);
-                    out.push(Command::PersistEpochHistory { entries: self.epochs.entries().to_vec() });
-                }
+                self.epochs.append(leader_epoch, self.log_end_offset);
+                out.push(Command::PersistEpochHistory { entries: self.epochs.entries().to_vec() });
                 self.role = RoleState::Leader(LeaderState::new(&self.replicas, self.config.broker_id, now_ms));
             }
         }

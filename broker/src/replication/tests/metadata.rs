@@ -93,14 +93,17 @@ fn a_new_partition_epoch_updates_the_isr_of_a_leader_in_the_same_epoch() {
 }
 
 #[test]
-fn a_leader_re_elected_after_a_restart_keeps_its_epoch_entry() {
+fn a_restarted_leader_refuses_to_lead_its_old_epoch_again() {
     let epochs = EpochHistory::from_entries(entries(&[(0, 0), (2, 4)])).unwrap();
     let recovered =
         RecoveredLog { log_start_offset: 0, log_end_offset: 6, flushed_offset: 6, high_watermark: 4, epochs };
     let (mut replica, _) = Replica::new(config(LEADER, true), recovered);
     let commands = replica.step(become_leader(2, 5, &[1, 2, 3], 0));
-    assert_eq!(replica.epoch_history().entries(), entries(&[(0, 0), (2, 4)]));
-    assert!(commands.is_empty());
+    assert_eq!(replica.role(), Role::Unassigned);
+    assert!(matches!(commands[..], [Command::Warn(Warning::InvalidMetadata { .. })]));
+    replica.step(become_leader(3, 6, &[1, 2, 3], 0));
+    assert_eq!(replica.role(), Role::Leader);
+    assert_eq!(replica.epoch_history().entries(), entries(&[(0, 0), (2, 4), (3, 6)]));
 }
 
 #[test]
