@@ -118,6 +118,20 @@ impl Args {
     }
 }
 
+/// The listen address, unless it is a wildcard (0.0.0.0 or ::), which no client can connect to: then this
+/// machine's host name with the listen port, as Kafka advertises its canonical host name.
+fn default_advertised_address(listen: SocketAddr) -> String {
+    if !listen.ip().is_unspecified() {
+        return listen.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}:{}", listen.port())
+}
+
 fn read_file(path: &Path) -> anyhow::Result<Args> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
@@ -151,7 +165,7 @@ impl BrokerConfig {
             node_id: args.node_id.unwrap_or(1),
             data_dir: args.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
             listen,
-            advertised_address: args.advertised_address.unwrap_or_else(|| listen.to_string()),
+            advertised_address: args.advertised_address.unwrap_or_else(|| default_advertised_address(listen)),
             log_filter: args.log,
             batch_bytes_max: args.batch_bytes_max.unwrap_or(limits::BATCH_BYTES_MAX_DEFAULT),
             request_bytes_max: args.request_bytes_max.unwrap_or(limits::REQUEST_BYTES_MAX_DEFAULT),
@@ -211,6 +225,14 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.listen.to_string(), "127.0.0.1:9400");
         assert_eq!(c.advertised_address, "127.0.0.1:9400");
+    }
+
+    #[test]
+    fn a_wildcard_listen_address_is_not_advertised() {
+        let args = Args::parse_from(["rill-broker", "--listen", "0.0.0.0:9401"]);
+        let c = BrokerConfig::resolve(args).unwrap();
+        assert!(!c.advertised_address.starts_with("0.0.0.0"), "{}", c.advertised_address);
+        assert!(c.advertised_address.ends_with(":9401"));
     }
 
     #[test]
