@@ -1,11 +1,14 @@
 //! The narrow IO boundary (`Backend`, `StorageFile`) through which the log touches files, and `FsBackend`,
 //! the real implementation over the filesystem with memory-mapped reads.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
@@ -61,8 +64,9 @@ impl Backend for FsBackend {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
         let file = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)?;
         let len = file.metadata()?.len();
-        let maps = Mutex::new(MapState { len, ..MapState::default() });
-        Ok(Arc::new(FsFile { path: path.to_path_buf(), file, maps }))
+        let inode = inode_mappings(&file)?;
+        let state = Mutex::new(HandleState { current: None, len });
+        Ok(Arc::new(FsFile { path: path.to_path_buf(), file, inode, state }))
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
@@ -103,55 +107,93 @@ impl Backend for FsBackend {
 struct FsFile {
     path: PathBuf,
     file: File,
-    maps: Mutex<MapState>,
+    /// Every mapping of this file made by any handle in the process: a shrink through any handle must respect
+    /// readers of mappings made through another (say, by the log before it was closed and reopened).
+    inode: Arc<InodeMappings>,
+    state: Mutex<HandleState>,
 }
 
-/// The mappings of one file. A read is served from `current`, which is mapped past the end of the file (up to
-/// the next power of two of its length) so that the bytes appends add later are readable without remapping:
-/// pages past the end of a shared file mapping become readable as soon as the file grows over them, and no
-/// read ever touches a page past the current end.
 #[derive(Default)]
-struct MapState {
-    current: Option<Arc<Mmap>>,
-    /// The furthest byte any `Bytes` of `current` reaches.
-    current_max_end: u64,
-    /// Replaced mappings that readers may still hold, each with the furthest byte handed out from it.
-    retired: Vec<(Weak<Mmap>, u64)>,
+struct HandleState {
+    /// The mapping this handle reads from, and its record in `inode`. It extends past the end of the file (up
+    /// to the next power of two of its length) so that bytes appended later are readable without remapping:
+    /// pages past the end of a shared file mapping become readable once the file grows over them, and no read
+    /// ever touches a page past the current end.
+    current: Option<(Arc<Mmap>, Arc<MappingRecord>)>,
     /// The file length as of the last write or resize through this handle (the log's only writer).
     len: u64,
 }
 
-impl MapState {
-    /// Whether some live `Bytes` reaches past `len`, so the file must not shrink to `len`.
-    fn readers_beyond(&mut self, len: u64) -> bool {
-        self.retired.retain(|(map, _)| map.strong_count() > 0);
-        let current = self.current.as_ref().is_some_and(|m| Arc::strong_count(m) > 1 && self.current_max_end > len);
-        current || self.retired.iter().any(|(_, max_end)| *max_end > len)
+/// One mapping of a file and the furthest byte any `Bytes` of it reaches.
+struct MappingRecord {
+    map: Weak<Mmap>,
+    max_end: AtomicU64,
+}
+
+/// The mappings of one inode that may still be in use.
+#[derive(Default)]
+struct InodeMappings(Mutex<Vec<Arc<MappingRecord>>>);
+
+impl InodeMappings {
+    fn lock(&self) -> MutexGuard<'_, Vec<Arc<MappingRecord>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn retire_current(&mut self) {
-        match self.current.take() {
-            Some(map) if Arc::strong_count(&map) > 1 => {
-                self.retired.push((Arc::downgrade(&map), self.current_max_end));
-            }
-            _ => {}
-        }
-        self.current_max_end = 0;
+    fn register(&self, map: &Arc<Mmap>) -> Arc<MappingRecord> {
+        let record = Arc::new(MappingRecord { map: Arc::downgrade(map), max_end: AtomicU64::new(0) });
+        let mut records = self.lock();
+        records.retain(|r| r.map.strong_count() > 0);
+        records.push(Arc::clone(&record));
+        record
+    }
+
+    /// Whether a mapping held by anyone but this handle (`own`) may be read past `len`.
+    fn held_beyond(&self, len: u64, own: Option<&Arc<MappingRecord>>) -> bool {
+        let mut records = self.lock();
+        records.retain(|r| r.map.strong_count() > 0);
+        records.iter().any(|r| {
+            let own_refs = usize::from(own.is_some_and(|o| Arc::ptr_eq(o, r)));
+            r.map.strong_count() > own_refs && r.max_end.load(Ordering::Acquire) > len
+        })
     }
 }
 
-/// Lets a `Bytes` own a reference to a mapping.
-struct MapOwner(Arc<Mmap>);
+/// The mapping registries of the files open in this process, by (device, inode). A reused inode number may
+/// share a registry with a deleted file that readers still map; that only makes shrinks more cautious.
+static INODES: LazyLock<Mutex<InodeRegistry>> = LazyLock::new(Mutex::default);
+
+/// (device, inode) to that inode's mapping registry.
+type InodeRegistry = HashMap<(u64, u64), Weak<InodeMappings>>;
+
+fn inode_mappings(file: &File) -> io::Result<Arc<InodeMappings>> {
+    let meta = file.metadata()?;
+    let mut inodes = INODES.lock().unwrap_or_else(|e| e.into_inner());
+    inodes.retain(|_, registry| registry.strong_count() > 0);
+    let key = (meta.dev(), meta.ino());
+    if let Some(existing) = inodes.get(&key).and_then(Weak::upgrade) {
+        return Ok(existing);
+    }
+    let fresh = Arc::new(InodeMappings::default());
+    inodes.insert(key, Arc::downgrade(&fresh));
+    Ok(fresh)
+}
+
+/// Lets a `Bytes` own a reference to a mapping, and keeps the inode's registry (which records the mapping)
+/// alive as long as the bytes are.
+struct MapOwner {
+    map: Arc<Mmap>,
+    _registry: Arc<InodeMappings>,
+}
 
 impl AsRef<[u8]> for MapOwner {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.map
     }
 }
 
 impl FsFile {
-    fn lock(&self) -> std::sync::MutexGuard<'_, MapState> {
-        self.maps.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HandleState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -172,11 +214,11 @@ impl StorageFile for FsFile {
             }
             at += buf.len() as u64;
         }
-        let mut maps = self.lock();
+        let mut state = self.lock();
         match &result {
-            Ok(()) => maps.len = maps.len.max(at),
+            Ok(()) => state.len = state.len.max(at),
             // A short write may have grown the file by an unknown amount.
-            Err(_) => maps.len = self.file.metadata().map_or(maps.len, |m| m.len()),
+            Err(_) => state.len = self.file.metadata().map_or(state.len, |m| m.len()),
         }
         result
     }
@@ -186,19 +228,21 @@ impl StorageFile for FsFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        let mut maps = self.lock();
-        if len < maps.len {
-            if maps.readers_beyond(len) {
+        let mut state = self.lock();
+        let current_len = self.file.metadata()?.len();
+        if len < current_len {
+            let own = state.current.as_ref().map(|(_, record)| record);
+            if self.inode.held_beyond(len, own) {
                 return Err(io::Error::new(
                     io::ErrorKind::ResourceBusy,
                     format!("{}: cannot shrink while readers hold its mapped bytes", self.path.display()),
                 ));
             }
-            // Remaining readers (if any) hold only bytes below `len`; new reads get a fresh mapping.
-            maps.retire_current();
+            // Any remaining reader holds only bytes below `len`; new reads get a fresh mapping.
+            state.current = None;
         }
         self.file.set_len(len)?;
-        maps.len = len;
+        state.len = len;
         Ok(())
     }
 
@@ -207,30 +251,32 @@ impl StorageFile for FsFile {
             return Ok(Bytes::new());
         }
         let end = pos.checked_add(len as u64).ok_or_else(|| io::Error::other("read range overflows"))?;
-        let mut maps = self.lock();
-        if end > maps.len {
-            maps.len = self.file.metadata()?.len();
-            if end > maps.len {
+        let mut state = self.lock();
+        if end > state.len {
+            state.len = self.file.metadata()?.len();
+            if end > state.len {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("{}: read of {pos}..{end} past the end {}", self.path.display(), maps.len),
+                    format!("{}: read of {pos}..{end} past the end {}", self.path.display(), state.len),
                 ));
             }
         }
-        let covered = maps.current.as_ref().is_some_and(|m| m.len() as u64 >= end);
+        let covered = state.current.as_ref().is_some_and(|(map, _)| map.len() as u64 >= end);
         if !covered {
-            maps.retire_current();
-            let map_len = maps.len.max(end).checked_next_power_of_two().unwrap_or(u64::MAX).max(MAP_BYTES_MIN);
+            let map_len = state.len.max(end).checked_next_power_of_two().unwrap_or(u64::MAX).max(MAP_BYTES_MIN);
             let map_len = usize::try_from(map_len).map_err(|_| io::Error::other("file too large to map"))?;
-            // SAFETY: the mapping is invalidated only by shrinking the file below bytes a reader holds, which
-            // `set_len` refuses; reads stay below the file's length, so no page past its end is touched;
-            // Rill owns the partition directory, so no other process shrinks the file.
-            let fresh = unsafe { MmapOptions::new().len(map_len).map(&self.file)? };
-            maps.current = Some(Arc::new(fresh));
+            // SAFETY: a mapping is invalidated only by shrinking the file below bytes a reader holds, which
+            // `set_len` refuses for every mapping of the inode in this process; reads stay below the file's
+            // length, so no page past its end is touched; Rill owns the partition directory, so no other
+            // process shrinks the file.
+            let fresh = Arc::new(unsafe { MmapOptions::new().len(map_len).map(&self.file)? });
+            let record = self.inode.register(&fresh);
+            state.current = Some((fresh, record));
         }
-        maps.current_max_end = maps.current_max_end.max(end);
-        let current = Arc::clone(maps.current.as_ref().expect("mapped above"));
-        Ok(Bytes::from_owner(MapOwner(current)).slice(pos as usize..end as usize))
+        let (map, record) = state.current.as_ref().expect("mapped above");
+        record.max_end.fetch_max(end, Ordering::AcqRel);
+        let owner = MapOwner { map: Arc::clone(map), _registry: Arc::clone(&self.inode) };
+        Ok(Bytes::from_owner(owner).slice(pos as usize..end as usize))
     }
 }
 
@@ -274,5 +320,19 @@ mod tests {
         file.set_len(10).expect("no reader left");
         assert_eq!(file.len().unwrap(), 10);
         assert_eq!(&file.read(0, 10).unwrap()[..], &[7u8; 10][..]);
+    }
+
+    #[test]
+    fn readers_of_a_closed_handle_still_stop_a_shrink_through_a_new_one() {
+        let (dir, file) = temp_file();
+        file.write_at(0, &[&[5u8; 4096]]).unwrap();
+        let reader = file.read(1000, 3000).unwrap();
+        drop(file);
+        let reopened = FsBackend.open(&dir.path().join("f"), false).unwrap();
+        let busy = reopened.set_len(100).unwrap_err();
+        assert_eq!(busy.kind(), io::ErrorKind::ResourceBusy);
+        assert_eq!(&reader[..], &[5u8; 3000][..]);
+        drop(reader);
+        reopened.set_len(100).expect("the reader is gone");
     }
 }

@@ -195,7 +195,7 @@ impl Log {
                 Err(e) => return Err(e),
             };
             report.scan_from_offset.get_or_insert(current.next_offset());
-            let tail = current.recover_tail(self.config.index_interval_bytes)?;
+            let tail = current.recover_tail(&*backend, self.config.index_interval_bytes)?;
             report.scanned_bytes += tail.scanned_bytes;
             report.truncated_bytes += tail.truncated_bytes;
             if let Some(reason) = tail.torn {

@@ -276,7 +276,7 @@ impl Segment {
 
     /// Validates the bytes after `size_bytes` batch by batch (header, length, CRC, offset continuity), indexing
     /// each good batch, and cuts the file at the first torn or corrupt one.
-    pub fn recover_tail(&mut self, index_interval_bytes: u32) -> Result<TailScan, StorageError> {
+    pub fn recover_tail(&mut self, backend: &dyn Backend, index_interval_bytes: u32) -> Result<TailScan, StorageError> {
         assert!(!self.sealed, "recovery scans only the segment being opened for appends");
         let file_len = self.log.len().map_err(|e| StorageError::io("stat segment", &self.log_path, e))?;
         let mut scan = TailScan::default();
@@ -301,8 +301,8 @@ impl Segment {
         }
         if file_len > self.size_bytes {
             scan.truncated_bytes = file_len - self.size_bytes;
-            // Nothing maps this file yet during recovery, so shrinking in place is safe.
-            self.log = shrink_file_in_recovery(&self.log, &self.log_path, self.size_bytes)?;
+            // Readers of a previous instance of this log in the same process may still map the torn bytes.
+            self.log = shrink_file(backend, &self.log_path, &self.log, self.size_bytes)?;
         }
         Ok(scan)
     }
@@ -611,16 +611,6 @@ impl Segment {
     pub fn index_files(&self) -> [&IndexFile; 2] {
         [&self.offset_index, &self.time_index]
     }
-}
-
-/// Recovery runs before any reader exists, so the file can shrink in place.
-fn shrink_file_in_recovery(
-    file: &Arc<dyn StorageFile>,
-    path: &Path,
-    len: u64,
-) -> Result<Arc<dyn StorageFile>, StorageError> {
-    file.set_len(len).map_err(|e| StorageError::io("cut torn tail of", path, e))?;
-    Ok(Arc::clone(file))
 }
 
 fn open_index(

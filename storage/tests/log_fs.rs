@@ -89,3 +89,27 @@ fn a_log_on_disk_survives_reopening_with_and_without_clean_shutdown() {
     log.delete().unwrap();
     assert!(!temp.path().exists());
 }
+
+#[test]
+fn reopening_without_close_while_old_reads_are_alive_cuts_the_tail_without_touching_them() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut log = open_fs(temp.path(), small_config(1 << 20));
+    for i in 0..10 {
+        log.append(&batch(2, i, i as u64), 0, 0).unwrap();
+    }
+    log.flush().unwrap();
+    log.write_checkpoint().unwrap();
+    let held = log.read(0, 1 << 20, u64::MAX).unwrap();
+    let held_copy = held.records.to_vec();
+    drop(log);
+    // A torn tail appended behind the log's back, as a crash mid-write would leave it.
+    let segment = temp.path().join("00000000000000000000.log");
+    let mut file = std::fs::OpenOptions::new().append(true).open(&segment).unwrap();
+    std::io::Write::write_all(&mut file, &[0xAB; 30]).unwrap();
+    drop(file);
+    let backend: Arc<dyn Backend> = Arc::new(FsBackend::new());
+    let (log, report) = Log::open(backend, temp.path(), small_config(1 << 20), 0).unwrap();
+    assert_eq!(report.truncated_bytes, 30);
+    assert_eq!(log.end_offset(), 20);
+    assert_eq!(&held.records[..], &held_copy[..], "the old reader's bytes are intact");
+}
