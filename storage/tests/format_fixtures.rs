@@ -1,4 +1,4 @@
-//! Golden files: the exact bytes of a small segment, its indexes and the checkpoint (docs/FORMAT-storage.md),
+//! Golden files: the exact bytes of a small segment, its indexes and the checkpoint (docs/FORMAT.md),
 //! and a torn-tail variant of the segment that recovery must cut at the right place.
 //!
 //! The fixtures were generated once with `RILL_WRITE_FIXTURES=1 cargo test -p rill-storage --test
@@ -99,7 +99,7 @@ fn the_real_filesystem_backend_writes_the_same_bytes() {
     }
 }
 
-/// Reads the fixtures field by field as docs/FORMAT-storage.md describes them.
+/// Reads the fixtures field by field as docs/FORMAT.md describes them.
 #[test]
 fn the_golden_files_follow_the_documented_layout() {
     let segment = fixture(FILES[0]);
