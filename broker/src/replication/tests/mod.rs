@@ -6,6 +6,8 @@ mod follower;
 mod isr;
 mod leader;
 mod metadata;
+mod network;
+mod simulation;
 
 use super::*;
 
