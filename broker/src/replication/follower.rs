@@ -18,6 +18,7 @@ pub(super) enum FetchState {
     AwaitingMetadata,
 }
 
+#[derive(Debug)]
 pub(super) struct FollowerState {
     pub(super) leader: u32,
     pub(super) fetch: FetchState,

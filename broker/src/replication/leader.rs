@@ -41,6 +41,7 @@ pub(super) struct PendingIsr {
     pub(super) isr: BTreeSet<u32>,
 }
 
+#[derive(Debug)]
 pub(super) struct LeaderState {
     pub(super) followers: BTreeMap<u32, FollowerProgress>,
     /// At most one proposal is in flight, so the controller never has to order two from the same leader.

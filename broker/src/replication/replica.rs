@@ -49,6 +49,7 @@ pub enum Role {
     },
 }
 
+#[derive(Debug)]
 pub(super) enum RoleState {
     Unassigned,
     Leader(LeaderState),
@@ -56,6 +57,7 @@ pub(super) enum RoleState {
 }
 
 /// One partition replica's replication state machine. See the module documentation for how it is driven.
+#[derive(Debug)]
 pub struct Replica {
     pub(super) config: ReplicaConfig,
     pub(super) role: RoleState,
@@ -122,6 +124,7 @@ impl Replica {
         let mut out = Vec::new();
         let high_watermark_before = self.high_watermark;
         let leader_epoch_before = self.leader_epoch;
+        let partition_epoch_before = self.partition_epoch;
         match event {
             Event::BecomeLeader { leader_epoch, partition_epoch, replicas, isr, now_ms } => {
                 self.become_leader(leader_epoch, partition_epoch, replicas, isr, now_ms, &mut out)
@@ -154,13 +157,15 @@ impl Replica {
             }
         }
         let lost = out.iter().any(|command| matches!(command, Command::Warn(Warning::AcknowledgedRecordsLost { .. })));
-        // The one exception is a truncation the topic's settings allow to lose acknowledged records.
+        // The HW never moves backwards, except through a truncation that the topic's settings allow to lose
+        // acknowledged records (reported as such).
         assert!(
             self.high_watermark >= high_watermark_before || lost,
             "high watermark moved backwards from {high_watermark_before} to {}",
             self.high_watermark
         );
         assert!(self.leader_epoch >= leader_epoch_before, "leader epoch moved backwards");
+        assert!(self.partition_epoch >= partition_epoch_before, "partition epoch moved backwards");
         self.check_invariants();
         out
     }

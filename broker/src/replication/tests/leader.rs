@@ -164,3 +164,25 @@ fn a_fetch_with_a_flushed_offset_beyond_its_fetch_offset_counts_only_the_fetch_o
     let commands = replica.step(Event::ReplicaFetch(ReplicaFetch { flushed_offset: 99, ..fetch(2, 7, 1) }));
     assert_eq!(hw_advances(&commands), vec![7]);
 }
+
+#[test]
+fn fetch_replies_carry_the_log_start_after_retention() {
+    let mut replica = leader(true, 10, &[1, 2]);
+    replica.step(fetch_event(2, 10, 1));
+    replica.step(Event::LogStartAdvanced { log_start_offset: 4 });
+    assert_eq!(
+        reply_of(&replica.step(fetch_event(2, 10, 2))),
+        FetchReply::Read { fetch_offset: 10, high_watermark: 10, log_start_offset: 4 }
+    );
+    assert_eq!(
+        reply_of(&replica.step(fetch_event(3, 3, 3))),
+        FetchReply::Error(FetchError::OffsetOutOfRange { log_start_offset: 4, log_end_offset: 10 })
+    );
+}
+
+#[test]
+#[should_panic(expected = "leader log end moved backwards")]
+fn a_leader_log_end_moving_backwards_is_a_broken_invariant() {
+    let mut replica = leader(true, 10, &[1, 2]);
+    replica.step(Event::Appended { log_end_offset: 8 });
+}
