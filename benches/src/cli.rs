@@ -14,7 +14,7 @@ use rill_client::DEFAULT_BOOTSTRAP;
                   override a preset's values.\n  fsync-1k         produce, 1 producer, 1 partition, 1 KiB, acks=all, \
                   durability=fsync\n  os-1k            as fsync-1k with durability=os\n  small-100b       as \
                   fsync-1k with 100-byte records\n  consume-backlog  fill a 2 GiB backlog (untimed), then time \
-                  1 consumer reading it\n  e2e-half         e2e latency of fsync-1k at a fixed rate, half of \
+                  1 consumer reading it\n  e2e-half         e2e latency of fsync-1k (linger 0) at a fixed rate, half of \
                   fsync-1k's peak measured on the reference machine"
 )]
 pub struct Cli {
