@@ -9,7 +9,9 @@
 //! scan should exceed ~4 GB/s, comfortably above the 1.1 GB/s consume target, which leaves the network
 //! path (gRPC framing, a copy into the response) as the consumer's real cost. Point reads should take a few
 //! microseconds. The log is 64 MiB by default; set RILL_BENCH_READ_BYTES (e.g. `1G`) for a larger one.
-//! Measured figures are in docs/PERFORMANCE.md. Run with `cargo bench -p rill-bench --bench log_read`.
+//!
+//! Measured on the reference machine (docs/PERFORMANCE.md): the scan runs at 14.7 GiB/s and a point read
+//! takes 5.5 µs, both better than expected. Run with `cargo bench -p rill-bench --bench log_read`.
 
 mod common;
 
