@@ -166,10 +166,10 @@ impl Partition {
                         last = Some(info);
                     }
                     Err(e) => {
-                        if log.end_offset() > start {
-                            if let Err(undo) = log.truncate_to(start) {
-                                tracing::error!(partition = %self.name(), error = %undo, "could not undo a partial produce");
-                            }
+                        if log.end_offset() > start
+                            && let Err(undo) = log.truncate_to(start)
+                        {
+                            tracing::error!(partition = %self.name(), error = %undo, "could not undo a partial produce");
                         }
                         return Err(e.into());
                     }

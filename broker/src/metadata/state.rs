@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn replaying_the_same_records_gives_the_same_state() {
-        let records = vec![
+        let records = [
             MetadataRecord::RegisterBroker { broker_id: 1, broker_epoch: 0, address: "a:1".into() },
             create("t", 0),
             create("u", 1),

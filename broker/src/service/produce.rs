@@ -10,10 +10,10 @@ use super::{BrokerCore, now_ms};
 use crate::partition::Partition;
 
 /// Splits and validates the batches of one partition's records. Nothing is written if any batch fails.
-fn validate_batches<'a>(
-    records: &'a [u8],
+fn validate_batches(
+    records: &[u8],
     batch_bytes_max: u64,
-) -> Result<Vec<(BatchHeader, &'a [u8])>, Option<rill_proto::v1::Error>> {
+) -> Result<Vec<(BatchHeader, &[u8])>, Option<rill_proto::v1::Error>> {
     if records.is_empty() {
         return Err(error(ErrorCode::InvalidBatch, "no record batch in the request"));
     }
