@@ -102,7 +102,10 @@ fn encoder_output_matches_the_committed_golden_batch() {
     assert_eq!(hex, golden);
 }
 
-fn record_strategy() -> impl Strategy<Value = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>)> {
+/// A generated record: timestamp, key, value, headers.
+type RecordSpec = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
+
+fn record_strategy() -> impl Strategy<Value = RecordSpec> {
     (
         -1_000_000i64..1_000_000_000_000,
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
