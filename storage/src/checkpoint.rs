@@ -115,13 +115,25 @@ pub(crate) fn read_checkpoint(
     })
 }
 
-/// Replaces the checkpoint atomically: write a temporary file, fsync it, rename it over, fsync the directory.
+/// Replaces the checkpoint atomically.
 pub(crate) fn write_checkpoint(backend: &dyn Backend, dir: &Path, checkpoint: &Checkpoint) -> Result<(), StorageError> {
-    let tmp = dir.join(CHECKPOINT_TMP_FILE);
-    let path = dir.join(CHECKPOINT_FILE);
+    replace_file(backend, dir, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, &checkpoint.encode())
+}
+
+/// Replaces `dir/name` with `bytes` atomically: write `dir/tmp_name`, fsync it, rename it over, fsync the
+/// directory. A crash leaves either the old or the new file whole (and perhaps a stray temporary file).
+pub(crate) fn replace_file(
+    backend: &dyn Backend,
+    dir: &Path,
+    name: &str,
+    tmp_name: &str,
+    bytes: &[u8],
+) -> Result<(), StorageError> {
+    let tmp = dir.join(tmp_name);
+    let path = dir.join(name);
     let file = backend.open(&tmp, true).map_err(|e| StorageError::io("create", &tmp, e))?;
     file.set_len(0).map_err(|e| StorageError::io("reset", &tmp, e))?;
-    file.write_at(0, &[&checkpoint.encode()]).map_err(|e| StorageError::io("write", &tmp, e))?;
+    file.write_at(0, &[bytes]).map_err(|e| StorageError::io("write", &tmp, e))?;
     file.sync().map_err(|e| StorageError::io("fsync", &tmp, e))?;
     backend.rename(&tmp, &path).map_err(|e| StorageError::io("rename over", &path, e))?;
     backend.sync_dir(dir).map_err(|e| StorageError::io("fsync directory", dir, e))

@@ -40,6 +40,7 @@ mod index;
 mod log;
 mod maintenance;
 mod recovery;
+mod replica_checkpoint;
 mod segment;
 
 pub use rill_proto::batch;
@@ -55,3 +56,4 @@ pub use faulty::FaultyBackend;
 pub use flush::FlushJob;
 pub use log::{AppendInfo, Log, ReadResult};
 pub use recovery::RecoveryReport;
+pub use replica_checkpoint::{EpochEntry, LEADER_EPOCH_ENTRIES_MAX};
