@@ -35,3 +35,11 @@ const _: () = assert!(PARTITION_FETCH_BYTES_MAX_DEFAULT <= FETCH_BYTES_MAX_DEFAU
 const _: () = assert!(BATCH_BYTES_MAX_DEFAULT <= REQUEST_BYTES_MAX_DEFAULT);
 // A fetch must be able to return any batch the broker accepted.
 const _: () = assert!(BATCH_BYTES_MAX_DEFAULT <= PARTITION_FETCH_BYTES_MAX_DEFAULT);
+
+/// An in-sync follower that has not caught up with the leader's log end for this long is proposed for removal
+/// from the ISR. Long enough to ride out a GC-free but busy follower, short enough that one slow replica
+/// does not hold acks=all writes for long (Kafka's default is 30 s; Rill's fsync group commit keeps followers
+/// closer).
+pub const REPLICA_LAG_MS_MAX_DEFAULT: u64 = 10_000;
+/// How long a follower waits before fetching again after a refused or failed fetch.
+pub const FETCH_BACKOFF_MS: u64 = 100;

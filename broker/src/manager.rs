@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use rill_storage::{Backend, Log};
 use tokio::sync::watch;
 
-use crate::metadata::MetadataState;
+use crate::metadata::{MetadataState, PartitionState};
 use crate::partition::{Offline, Partition, PartitionIdentity};
 use crate::topic_config::TopicConfig;
 
@@ -73,11 +73,11 @@ impl PartitionManager {
     /// Brings the hosted partitions in line with `state`: opens (and recovers) the ones assigned here that
     /// are not open, deletes the ones whose topic is gone. Blocking: run it off the async workers.
     pub fn apply_metadata(&self, state: &MetadataState, now_ms: i64) {
-        let mut wanted: HashMap<PartitionKey, (u64, u32)> = HashMap::new();
+        let mut wanted: HashMap<PartitionKey, (u64, PartitionState)> = HashMap::new();
         for topic in state.topics.values() {
             for (index, p) in topic.partitions.iter().enumerate() {
                 if p.replicas.contains(&self.node_id) {
-                    wanted.insert((topic.name.clone(), index as u32), (topic.topic_id, p.leader_epoch));
+                    wanted.insert((topic.name.clone(), index as u32), (topic.topic_id, p.clone()));
                 }
             }
         }
@@ -103,18 +103,26 @@ impl PartitionManager {
                 let _ = std::fs::remove_dir(dir);
             }
         }
-        for ((topic, index), (topic_id, leader_epoch)) in wanted {
-            if self.get(&topic, index).is_some() {
-                continue;
-            }
-            let overrides = &state.topics[&topic].config;
-            match self.open_partition(&topic, index, topic_id, leader_epoch, overrides, now_ms) {
-                Ok(partition) => {
-                    let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
-                    map.insert((topic, index), partition);
+        for ((topic, index), (topic_id, partition_state)) in wanted {
+            let partition = match self.get(&topic, index) {
+                Some(partition) => partition,
+                None => {
+                    let overrides = &state.topics[&topic].config;
+                    match self.open_partition(&topic, index, topic_id, overrides, now_ms) {
+                        Ok(partition) => {
+                            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+                            map.insert((topic.clone(), index), partition.clone());
+                            partition
+                        }
+                        Err(e) => {
+                            tracing::error!(topic, partition = index, error = %e, "could not open partition; it stays offline");
+                            continue;
+                        }
+                    }
                 }
-                Err(e) => tracing::error!(topic, partition = index, error = %e, "could not open partition; it stays offline"),
-            }
+            };
+            // The replica ignores metadata it has already applied, so every partition can be told every time.
+            partition.apply_metadata(&partition_state, self.node_id, now_ms);
         }
         self.remove_orphan_dirs(state);
         self.applied.send_replace(state.next_offset);
@@ -125,7 +133,6 @@ impl PartitionManager {
         topic: &str,
         index: u32,
         topic_id: u64,
-        leader_epoch: u32,
         overrides: &BTreeMap<String, String>,
         now_ms: i64,
     ) -> anyhow::Result<Arc<Partition>> {
@@ -141,15 +148,9 @@ impl PartitionManager {
             topic, partition = index, ?report, elapsed_ms = started.elapsed().as_millis() as u64,
             log_start = log.log_start_offset(), log_end = log.end_offset(), "opened partition"
         );
-        let identity = PartitionIdentity {
-            topic: topic.to_string(),
-            index,
-            topic_id,
-            config,
-            dir,
-            leader_epoch: leader_epoch as i32,
-        };
-        Ok(Partition::new(identity, log))
+        let identity =
+            PartitionIdentity { topic: topic.to_string(), index, topic_id, config, dir, broker_id: self.node_id };
+        Ok(Partition::new(identity, log)?)
     }
 
     /// Deletes topic directories that metadata no longer knows (a crash between deleting a topic and

@@ -104,9 +104,26 @@ impl Controller {
     }
 
     /// Registers this broker (on every start), giving it a new broker epoch.
+    ///
+    /// Every partition this broker led gets a new leader epoch: a restarted leader may have lost unflushed
+    /// records of its old epoch that followers already copied, and writing new records at those offsets in the
+    /// same epoch would hide the difference from the followers' divergence check.
     pub fn register_broker(&mut self, broker_id: u32, address: &str) -> Result<u64, ControllerError> {
         let broker_epoch = self.log.next_offset();
-        self.commit(vec![MetadataRecord::RegisterBroker { broker_id, broker_epoch, address: address.into() }])?;
+        let mut records = vec![MetadataRecord::RegisterBroker { broker_id, broker_epoch, address: address.into() }];
+        for topic in self.state.topics.values() {
+            for (index, p) in topic.partitions.iter().enumerate() {
+                if p.leader == broker_id {
+                    let change = PartitionRecord {
+                        leader_epoch: p.leader_epoch + 1,
+                        partition_epoch: p.partition_epoch + 1,
+                        ..p.clone()
+                    };
+                    records.push(MetadataRecord::PartitionChange { topic: topic.name.clone(), partition: index as u32, change });
+                }
+            }
+        }
+        self.commit(records)?;
         Ok(broker_epoch)
     }
 

@@ -28,6 +28,25 @@ pub fn unknown_partition(topic: &str, partition: u32, topic_exists: bool) -> Opt
     error(ErrorCode::UnknownTopicOrPartition, message)
 }
 
+/// The partition is not hosted here: either it does not exist, or this broker holds no replica of it (a
+/// client with stale metadata), which is `NOT_LEADER` so the client refreshes and retries.
+pub fn missing_partition(core: &super::BrokerCore, topic: &str, partition: u32) -> Option<Error> {
+    let metadata = core.metadata.borrow();
+    match metadata.topic(topic) {
+        Some(t) if (partition as usize) < t.partitions.len() => error(
+            ErrorCode::NotLeader,
+            format!("broker {} is not the leader of {topic}/{partition}", core.config.node_id),
+        ),
+        Some(_) => unknown_partition(topic, partition, true),
+        None => unknown_partition(topic, partition, false),
+    }
+}
+
+/// A hosted partition that is not led here: a follower answers `NOT_LEADER` to clients.
+pub fn not_leader(core: &super::BrokerCore, partition: &str) -> Option<Error> {
+    error(ErrorCode::NotLeader, format!("broker {} is not the leader of {partition}", core.config.node_id))
+}
+
 pub fn from_batch(e: &BatchError) -> Option<Error> {
     match e {
         BatchError::CrcMismatch { .. } => error(ErrorCode::CorruptBatch, e.to_string()),
@@ -52,6 +71,8 @@ pub fn from_partition(partition: &str, e: &PartitionError) -> Option<Error> {
         PartitionError::Offline(_, Offline::ShuttingDown) => error(ErrorCode::ShuttingDown, e.to_string()),
         PartitionError::Offline(_, Offline::StorageFailed(_)) => error(ErrorCode::StorageError, e.to_string()),
         PartitionError::Timeout(_) => error(ErrorCode::Timeout, format!("{partition}: {e}")),
+        PartitionError::NotLeader(_) => error(ErrorCode::NotLeader, e.to_string()),
+        PartitionError::NotEnoughReplicas { .. } => error(ErrorCode::NotEnoughReplicas, e.to_string()),
     }
 }
 

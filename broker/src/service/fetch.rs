@@ -21,11 +21,14 @@ use crate::partition::PartitionOffsets;
 fn read_partition(core: &BrokerCore, p: &PartitionFetch, budget: usize) -> PartitionFetchResult {
     let mut result = PartitionFetchResult { topic: p.topic.clone(), partition: p.partition, ..Default::default() };
     let Some(partition) = core.partitions.get(&p.topic, p.partition) else {
-        let topic_exists = core.metadata.borrow().topic(&p.topic).is_some();
-        result.error = errors::unknown_partition(&p.topic, p.partition, topic_exists);
+        result.error = errors::missing_partition(core, &p.topic, p.partition);
         return result;
     };
     let offsets = partition.offsets();
+    if !offsets.is_leader {
+        result.error = errors::not_leader(core, &partition.name());
+        return result;
+    }
     result.high_watermark = offsets.high_watermark;
     result.log_start_offset = offsets.log_start;
     result.log_end_offset = offsets.log_end;
@@ -167,11 +170,14 @@ pub fn list_offsets(core: &BrokerCore, request: ListOffsetsRequest) -> ListOffse
         .map(|q| {
             let mut result = OffsetResult { topic: q.topic.clone(), partition: q.partition, timestamp_ms: -1, ..Default::default() };
             let Some(partition) = core.partitions.get(&q.topic, q.partition) else {
-                let topic_exists = core.metadata.borrow().topic(&q.topic).is_some();
-                result.error = errors::unknown_partition(&q.topic, q.partition, topic_exists);
+                result.error = errors::missing_partition(core, &q.topic, q.partition);
                 return result;
             };
             let offsets = partition.offsets();
+            if !offsets.is_leader {
+                result.error = errors::not_leader(core, &partition.name());
+                return result;
+            }
             match OffsetSpec::try_from(q.spec) {
                 Ok(OffsetSpec::Latest) => result.offset = offsets.high_watermark,
                 Ok(OffsetSpec::Earliest) => result.offset = offsets.log_start,

@@ -40,17 +40,21 @@ struct Appended {
     index: usize,
     partition: Arc<Partition>,
     last_offset: u64,
+    leader_epoch: u32,
 }
 
-fn append_one(core: &BrokerCore, p: &PartitionRecords) -> Result<(Arc<Partition>, u64, u64), Option<rill_proto::v1::Error>> {
+fn append_one(
+    core: &BrokerCore,
+    p: &PartitionRecords,
+    acks_all: bool,
+) -> Result<(Arc<Partition>, u64, u64, u32), Option<rill_proto::v1::Error>> {
     let Some(partition) = core.partitions.get(&p.topic, p.partition) else {
-        let topic_exists = core.metadata.borrow().topic(&p.topic).is_some();
-        return Err(errors::unknown_partition(&p.topic, p.partition, topic_exists));
+        return Err(errors::missing_partition(core, &p.topic, p.partition));
     };
     let batches = validate_batches(&p.records, partition.config.batch_bytes_max)?;
-    let (first, last) =
-        partition.append(&batches, now_ms()).map_err(|e| errors::from_partition(&partition.name(), &e))?;
-    Ok((partition, first, last))
+    let (first, last, leader_epoch) =
+        partition.append(&batches, acks_all, now_ms()).map_err(|e| errors::from_partition(&partition.name(), &e))?;
+    Ok((partition, first, last, leader_epoch))
 }
 
 pub async fn produce(core: &BrokerCore, request: ProduceRequest) -> ProduceResponse {
@@ -68,13 +72,13 @@ pub async fn produce(core: &BrokerCore, request: ProduceRequest) -> ProduceRespo
             results.push(result);
             continue;
         };
-        match append_one(core, p) {
-            Ok((partition, first, last)) => {
+        match append_one(core, p, acks == Acks::All) {
+            Ok((partition, first, last, leader_epoch)) => {
                 result.base_offset = first;
                 result.last_offset = last;
                 result.log_start_offset = partition.offsets().log_start;
                 if acks == Acks::All {
-                    to_await.push(Appended { index, partition, last_offset: last });
+                    to_await.push(Appended { index, partition, last_offset: last, leader_epoch });
                 }
             }
             Err(e) => result.error = e,
@@ -83,7 +87,7 @@ pub async fn produce(core: &BrokerCore, request: ProduceRequest) -> ProduceRespo
     }
     // acks=all: every partition waits for its own high watermark, concurrently.
     let waits = to_await.into_iter().map(|a| async move {
-        let outcome = a.partition.wait_committed(a.last_offset, timeout_ms).await;
+        let outcome = a.partition.wait_committed(a.last_offset, a.leader_epoch, timeout_ms).await;
         (a.index, a.partition, outcome)
     });
     for (index, partition, outcome) in futures::future::join_all(waits).await {
