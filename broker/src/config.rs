@@ -58,6 +58,9 @@ pub struct Args {
     /// How long shutdown waits for in-flight requests, in ms [default: 30000].
     #[arg(long, env = "RILL_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// An in-sync follower this far behind (in ms) leaves the ISR [default: 10000].
+    #[arg(long, env = "RILL_REPLICA_LAG_MS_MAX")]
+    pub replica_lag_ms_max: Option<u64>,
     /// Replication factor of topics created without one [default: 1].
     #[arg(long, env = "RILL_DEFAULT_REPLICATION_FACTOR")]
     pub default_replication_factor: Option<u32>,
@@ -99,6 +102,7 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     pub shutdown_timeout_ms: u64,
     pub default_replication_factor: u32,
+    pub replica_lag_ms_max: u64,
     /// Topic settings that apply where a topic sets none, as `key=value` in topic-config syntax.
     pub topic_defaults: std::collections::BTreeMap<String, String>,
 }
@@ -112,7 +116,7 @@ impl Args {
         pick!(
             node_id, data_dir, listen, advertised_address, log, batch_bytes_max, request_bytes_max, fetch_bytes_max,
             partition_fetch_bytes_max, produce_timeout_ms, checkpoint_interval_ms, retention_check_interval_ms,
-            shutdown_timeout_ms, default_replication_factor, segment_bytes, segment_ms, retention_ms,
+            shutdown_timeout_ms, default_replication_factor, replica_lag_ms_max, segment_bytes, segment_ms, retention_ms,
             retention_bytes, durability, flush_ms
         )
     }
@@ -180,6 +184,7 @@ impl BrokerConfig {
                 .unwrap_or(limits::RETENTION_CHECK_INTERVAL_MS_DEFAULT),
             shutdown_timeout_ms: args.shutdown_timeout_ms.unwrap_or(limits::SHUTDOWN_TIMEOUT_MS_DEFAULT),
             default_replication_factor: args.default_replication_factor.unwrap_or(1),
+            replica_lag_ms_max: args.replica_lag_ms_max.unwrap_or(limits::REPLICA_LAG_MS_MAX_DEFAULT),
             topic_defaults,
         };
         config.check()?;
@@ -205,6 +210,7 @@ impl BrokerConfig {
             "fetch-bytes-max must be at least partition-fetch-bytes-max"
         );
         anyhow::ensure!(self.default_replication_factor >= 1, "default-replication-factor must be at least 1");
+        anyhow::ensure!(self.replica_lag_ms_max > 0, "replica-lag-ms-max must be positive");
         anyhow::ensure!(self.checkpoint_interval_ms > 0, "checkpoint-interval-ms must be positive");
         anyhow::ensure!(self.retention_check_interval_ms > 0, "retention-check-interval-ms must be positive");
         // The defaults must themselves be a valid topic configuration.

@@ -1,6 +1,7 @@
 //! The Rill broker: hosts partition logs, runs the controller's metadata state machine, and serves the gRPC
 //! API. See ARCHITECTURE.md for the data flow and invariants.
 
+pub mod cluster_link;
 pub mod config;
 pub mod limits;
 pub mod manager;
@@ -12,4 +13,4 @@ pub mod service;
 pub mod topic_config;
 
 pub use config::{Args, BrokerConfig};
-pub use server::run;
+pub use server::{run, run_with_controller};

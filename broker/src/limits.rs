@@ -43,3 +43,15 @@ const _: () = assert!(BATCH_BYTES_MAX_DEFAULT <= PARTITION_FETCH_BYTES_MAX_DEFAU
 pub const REPLICA_LAG_MS_MAX_DEFAULT: u64 = 10_000;
 /// How long a follower waits before fetching again after a refused or failed fetch.
 pub const FETCH_BACKOFF_MS: u64 = 100;
+/// How long a leader holds a caught-up follower's fetch waiting for new records. Short enough that a
+/// follower notices a leader change quickly through its next fetch.
+pub const REPLICA_FETCH_WAIT_MS: u32 = 500;
+/// Most bytes one replica fetch returns: one segment read, at least one whole batch.
+pub const REPLICA_FETCH_BYTES_MAX: u32 = 8 * 1024 * 1024;
+/// A replica fetch that has not answered in this long past its long-poll wait counts as failed.
+pub const REPLICA_FETCH_TIMEOUT_MS: u64 = 5_000;
+/// Connection set-up to a peer broker.
+pub const PEER_CONNECT_TIMEOUT_MS: u64 = 3_000;
+/// HTTP/2 keepalive towards peers: without it a connection across a dropped network path hangs silently.
+pub const PEER_KEEPALIVE_INTERVAL_MS: u64 = 1_000;
+pub const PEER_KEEPALIVE_TIMEOUT_MS: u64 = 3_000;

@@ -9,18 +9,24 @@ use std::sync::{Arc, RwLock};
 use rill_storage::{Backend, Log};
 use tokio::sync::watch;
 
+use crate::cluster_link::ClusterLink;
 use crate::metadata::{MetadataState, PartitionState};
 use crate::partition::{Offline, Partition, PartitionIdentity};
 use crate::topic_config::TopicConfig;
 
 type PartitionKey = (String, u32);
 
+/// How long closing waits for a partition's background tasks to let go of it.
+const CLOSE_WAIT_MS: u64 = 2_000;
+
 pub struct PartitionManager {
     node_id: u32,
+    link: Arc<ClusterLink>,
     topics_dir: PathBuf,
     backend: Arc<dyn Backend>,
     topic_defaults: BTreeMap<String, String>,
     batch_bytes_max: u64,
+    replica_lag_ms_max: u64,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     /// Offset of the metadata the hosted partitions reflect; creators wait on it.
     applied: watch::Sender<u64>,
@@ -37,20 +43,23 @@ fn topic_id_of_dir(dir_name: &str) -> Option<u64> {
 
 impl PartitionManager {
     pub fn new(
-        node_id: u32,
+        link: Arc<ClusterLink>,
         data_dir: &Path,
         backend: Arc<dyn Backend>,
         topic_defaults: BTreeMap<String, String>,
         batch_bytes_max: u64,
+        replica_lag_ms_max: u64,
     ) -> std::io::Result<Self> {
         let topics_dir = data_dir.join("topics");
         std::fs::create_dir_all(&topics_dir)?;
         Ok(PartitionManager {
-            node_id,
+            node_id: link.node_id(),
+            link,
             topics_dir,
             backend,
             topic_defaults,
             batch_bytes_max,
+            replica_lag_ms_max,
             partitions: RwLock::new(HashMap::new()),
             applied: watch::channel(0).0,
         })
@@ -149,7 +158,15 @@ impl PartitionManager {
             log_start = log.log_start_offset(), log_end = log.end_offset(), "opened partition"
         );
         let identity =
-            PartitionIdentity { topic: topic.to_string(), index, topic_id, config, dir, broker_id: self.node_id };
+            PartitionIdentity {
+            topic: topic.to_string(),
+            index,
+            topic_id,
+            config,
+            dir,
+            link: self.link.clone(),
+            replica_lag_ms_max: self.replica_lag_ms_max,
+        };
         Ok(Partition::new(identity, log)?)
     }
 
@@ -190,8 +207,16 @@ impl PartitionManager {
             let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
             map.drain().map(|(_, p)| p).collect()
         };
-        for partition in partitions {
+        for partition in &partitions {
             partition.retire(Offline::ShuttingDown);
+        }
+        // Retired partitions end their background tasks (fetches, flushes) promptly; give them a moment to
+        // let go, so each log closes cleanly and writes its clean-shutdown marker.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(CLOSE_WAIT_MS);
+        while partitions.iter().any(|p| Arc::strong_count(p) > 1) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for partition in partitions {
             let name = partition.name();
             if let Err(e) = partition.close() {
                 tracing::error!(partition = %name, error = %e, "unclean close; the next start recovers the tail");

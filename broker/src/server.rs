@@ -5,28 +5,27 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rill_proto::v1::replication_server::ReplicationServer;
 use rill_proto::v1::rill_server::RillServer;
 use rill_storage::FsBackend;
 use tokio::sync::watch;
 
+use crate::cluster_link::ClusterLink;
 use crate::config::BrokerConfig;
 use crate::manager::PartitionManager;
 use crate::metadata::controller::TopicPolicy;
 use crate::metadata::log::FileMetadataLog;
 use crate::metadata::{Controller, MetadataState};
-use crate::service::{BrokerCore, RillService, now_ms};
+use crate::service::{BrokerCore, ReplicationService, RillService, now_ms};
 
 /// How often the upkeep task wakes: the finest `flush.ms` an `interval` topic gets.
 const UPKEEP_TICK_MS: u64 = 20;
 
-/// Runs a broker until `stop` resolves, then shuts it down cleanly.
+/// Runs a broker until `stop` resolves, then shuts it down cleanly. The controller runs in this process over
+/// the metadata log in the data directory.
 pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-
     let (metadata_log, records) = FileMetadataLog::open(&config.data_dir.join("metadata"))
         .map_err(|e| anyhow::anyhow!("cannot open the metadata log in {}: {e}", config.data_dir.display()))?;
     let policy = TopicPolicy {
@@ -34,17 +33,35 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         batch_bytes_max: config.batch_bytes_max,
         default_replication_factor: config.default_replication_factor,
     };
-    let mut controller = Controller::open(Box::new(metadata_log), records, policy);
-    let broker_epoch = controller.register_broker(config.node_id, &config.advertised_address)?;
-    let metadata = controller.subscribe();
-    let controller = Arc::new(Mutex::new(controller));
+    let controller = Arc::new(Mutex::new(Controller::open(Box::new(metadata_log), records, policy)));
+    run_with_controller(config, controller, stop).await
+}
 
+/// Runs a broker whose controller is `controller`: its own (see `run`), or one shared by several brokers
+/// of one process (multi-broker tests).
+pub async fn run_with_controller(
+    config: BrokerConfig,
+    controller: Arc<Mutex<Controller>>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let (broker_epoch, metadata) = {
+        let mut controller = controller.lock().unwrap_or_else(|p| p.into_inner());
+        (controller.register_broker(config.node_id, &config.advertised_address)?, controller.subscribe())
+    };
+
+    let link = Arc::new(ClusterLink::new(config.node_id, broker_epoch, metadata.clone(), controller.clone()));
     let partitions = Arc::new(PartitionManager::new(
-        config.node_id,
+        link,
         &config.data_dir,
         Arc::new(FsBackend::new()),
         config.topic_defaults.clone(),
         config.batch_bytes_max,
+        config.replica_lag_ms_max,
     )?);
     let started = std::time::Instant::now();
     {
@@ -65,9 +82,10 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
     let follower = tokio::spawn(follow_metadata(metadata, partitions.clone()));
     let upkeep = tokio::spawn(upkeep(config.clone(), partitions.clone(), shutdown.clone()));
 
-    let service = RillServer::new(RillService::new(core))
+    let service = RillServer::new(RillService::new(core.clone()))
         .max_decoding_message_size(config.request_bytes_max as usize)
         .max_encoding_message_size(usize::MAX);
+    let replication = ReplicationServer::new(ReplicationService::new(core)).max_encoding_message_size(usize::MAX);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let local = config.listen;
     tracing::info!(node_id = config.node_id, broker_epoch, listen = %local, data_dir = %config.data_dir.display(), "rill broker ready");
@@ -77,6 +95,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(service)
+        .add_service(replication)
         .serve_with_incoming_shutdown(incoming, async move {
             stop.await;
             tracing::info!("stop signal received: draining requests");

@@ -13,6 +13,7 @@ use super::log::MetadataLog;
 use super::records::{MetadataRecord, PartitionRecord};
 use super::state::MetadataState;
 use crate::limits::{TOPIC_NAME_BYTES_MAX, TOPIC_PARTITIONS_MAX};
+use crate::replication::{AcceptedIsr, AlterPartitionError};
 use crate::topic_config::TopicConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +178,44 @@ impl Controller {
             .collect();
         let topic_id = self.state.next_topic_id;
         self.commit(vec![MetadataRecord::CreateTopic { name: name.into(), topic_id, config, partitions }])
+    }
+
+    /// A leader's request to change a partition's ISR (AlterPartition). Refused when it is based on an old
+    /// partition epoch, comes from a deposed leader, or adds a broker that is fenced or not a replica.
+    pub fn alter_partition(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        leader: u32,
+        leader_epoch: u32,
+        partition_epoch: u32,
+        isr: Vec<u32>,
+    ) -> Result<AcceptedIsr, AlterPartitionError> {
+        let Some(current) = self.state.topic(topic).and_then(|t| t.partitions.get(partition as usize)) else {
+            return Err(AlterPartitionError::FencedLeaderEpoch);
+        };
+        if current.leader != leader || current.leader_epoch != leader_epoch {
+            return Err(AlterPartitionError::FencedLeaderEpoch);
+        }
+        if current.partition_epoch != partition_epoch {
+            return Err(AlterPartitionError::StalePartitionEpoch);
+        }
+        let eligible = |id: &u32| {
+            current.replicas.contains(id)
+                && (current.isr.contains(id) || self.state.brokers.get(id).is_some_and(|b| !b.fenced))
+        };
+        if !isr.contains(&leader) || !isr.iter().all(eligible) {
+            return Err(AlterPartitionError::IneligibleReplica);
+        }
+        let change = PartitionRecord { isr: isr.clone(), partition_epoch: partition_epoch + 1, ..current.clone() };
+        let record = MetadataRecord::PartitionChange { topic: topic.into(), partition, change };
+        match self.commit(vec![record]) {
+            Ok(_) => Ok(AcceptedIsr { isr, partition_epoch: partition_epoch + 1 }),
+            Err(e) => {
+                tracing::warn!(topic, partition, error = %e, "could not commit an ISR change");
+                Err(AlterPartitionError::Unavailable)
+            }
+        }
     }
 
     pub fn delete_topic(&mut self, name: &str) -> Result<u64, ControllerError> {

@@ -6,18 +6,20 @@
 //! command of one step is done before the next event is stepped; appends write to the page cache only, and
 //! fsyncs run outside both locks (`flush_loop`).
 
+mod follower;
 mod shell;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use rill_proto::batch::BatchHeader;
 use rill_storage::{Durability, Log, ReadResult, StorageError};
 use tokio::sync::watch;
 
-use crate::limits::{FETCH_BACKOFF_MS, REPLICA_LAG_MS_MAX_DEFAULT};
+use crate::cluster_link::ClusterLink;
+use crate::limits::FETCH_BACKOFF_MS;
 use crate::metadata::PartitionState;
 use crate::replication::{self, Event, ProduceError, RecoveredLog, Replica, ReplicaConfig, Role};
 use crate::topic_config::TopicConfig;
@@ -75,7 +77,8 @@ pub struct PartitionIdentity {
     pub topic_id: u64,
     pub config: TopicConfig,
     pub dir: PathBuf,
-    pub broker_id: u32,
+    pub link: Arc<ClusterLink>,
+    pub replica_lag_ms_max: u64,
 }
 
 pub struct Partition {
@@ -84,6 +87,11 @@ pub struct Partition {
     pub topic_id: u64,
     pub config: TopicConfig,
     pub dir: PathBuf,
+    /// This partition itself, for the tasks its commands start.
+    me: Weak<Partition>,
+    link: Arc<ClusterLink>,
+    /// The records of the fetch answer being stepped, for its `AppendReplicated` command.
+    pending_fetch: Mutex<Option<(u64, bytes::Bytes)>>,
     replica: Mutex<Replica>,
     log: RwLock<Log>,
     offsets: watch::Sender<PartitionOffsets>,
@@ -138,8 +146,8 @@ impl Partition {
             epochs,
         };
         let config = ReplicaConfig {
-            broker_id: id.broker_id,
-            replica_lag_ms_max: REPLICA_LAG_MS_MAX_DEFAULT,
+            broker_id: id.link.node_id(),
+            replica_lag_ms_max: id.replica_lag_ms_max,
             min_insync_replicas: id.config.min_insync_replicas as usize,
             durability_fsync: id.config.log.durability == Durability::Fsync,
             fetch_backoff_ms: FETCH_BACKOFF_MS,
@@ -154,12 +162,15 @@ impl Partition {
             is_leader: false,
             failed: None,
         };
-        let partition = Arc::new(Partition {
+        let partition = Arc::new_cyclic(|me| Partition {
             topic: id.topic,
             index: id.index,
             topic_id: id.topic_id,
             config: id.config,
             dir: id.dir,
+            me: me.clone(),
+            link: id.link,
+            pending_fetch: Mutex::new(None),
             checkpointed_high_watermark: AtomicU64::new(high_watermark.unwrap_or(0)),
             replica: Mutex::new(replica),
             log: RwLock::new(log),
@@ -220,11 +231,12 @@ impl Partition {
         });
     }
 
-    /// Steps one event and carries out its commands, under the replica lock.
-    fn step(&self, event: Event) {
+    /// Steps one event and carries out its commands, under the replica lock. Returns the reply to a replica
+    /// fetch, when the event was one.
+    fn step(&self, event: Event) -> Option<replication::FetchReply> {
         let mut replica = self.lock_replica();
         let commands = replica.step(event);
-        self.execute(&mut replica, commands);
+        self.execute(&mut replica, commands)
     }
 
     fn check_online(&self) -> Result<(), PartitionError> {

@@ -1,14 +1,22 @@
-//! Carrying out the replication state machine's commands for one partition.
+//! Carrying out the replication state machine's commands for one partition: log writes and truncations,
+//! checkpoints, fetches to the leader and ISR proposals to the controller (started as tasks whose answers
+//! come back as events), and the reply to a follower's fetch (handed back to the RPC handler).
 
-use crate::replication::{Command, Replica, Warning};
+use rill_proto::batch;
+
+use crate::replication::{Command, Event, FetchReply, Replica, Warning};
+use crate::service::now_ms;
 
 use super::{Offline, Partition, storage_epochs};
 
 impl Partition {
     /// Runs `commands` in order, with the replica lock held by the caller, then publishes the new offsets.
-    pub(super) fn execute(&self, replica: &mut Replica, commands: Vec<Command>) {
+    /// Returns the reply to a replica fetch if the step produced one.
+    pub(super) fn execute(&self, replica: &mut Replica, commands: Vec<Command>) -> Option<FetchReply> {
+        let mut fetch_reply = None;
         for command in commands {
             match command {
+                Command::ReplyFetch { reply, .. } => fetch_reply = Some(reply),
                 Command::PersistEpochHistory { entries } => {
                     if let Err(e) = self.read_log().write_leader_epochs(&storage_epochs(&entries)) {
                         self.fail(Offline::StorageFailed(format!("leader-epoch checkpoint: {e}")));
@@ -17,20 +25,65 @@ impl Partition {
                 // Published below; acks=all waiters and consumers watch the published offsets, and the HW
                 // is checkpointed by the periodic upkeep.
                 Command::HighWatermarkAdvanced { .. } => {}
-                Command::Warn(warning) => self.warn(&warning),
-                Command::ReplyFetch { .. }
-                | Command::SendFetch(_)
-                | Command::AppendReplicated { .. }
-                | Command::Truncate { .. }
-                | Command::TruncateFully { .. }
-                | Command::ProposeIsr { .. } => {
-                    // Replication between brokers arrives with the cluster step; a single node leads every
-                    // partition with itself as the whole ISR, so its replica never asks for these.
-                    tracing::error!(partition = %self.name(), ?command, "replication command without a cluster");
+                Command::SendFetch(request) => {
+                    if let Some(me) = self.me.upgrade() {
+                        tokio::spawn(me.fetch_from_leader(request));
+                    }
                 }
+                Command::AppendReplicated { fetch_id, batches } => self.append_replicated(fetch_id, &batches),
+                Command::Truncate { offset } => {
+                    if let Err(e) = self.write_log().truncate_to(offset) {
+                        self.fail(Offline::StorageFailed(format!("truncation to {offset}: {e}")));
+                    }
+                }
+                Command::TruncateFully { log_start_offset } => {
+                    if let Err(e) = self.write_log().truncate_fully_and_start_at(log_start_offset) {
+                        self.fail(Offline::StorageFailed(format!("restart of the log at {log_start_offset}: {e}")));
+                    }
+                }
+                Command::ProposeIsr { proposal_id, leader_epoch, partition_epoch, isr } => {
+                    if let Some(me) = self.me.upgrade() {
+                        tokio::task::spawn_blocking(move || {
+                            let result = me.link.alter_partition(&me.topic, me.index, leader_epoch, partition_epoch, isr);
+                            me.step(Event::AlterPartitionResponse { proposal_id, result });
+                        });
+                    }
+                }
+                Command::Warn(warning) => self.warn(&warning),
             }
         }
         self.publish(replica);
+        fetch_reply
+    }
+
+    /// Appends the batches of the fetch answer being stepped that the replica accepted, verbatim.
+    fn append_replicated(&self, fetch_id: u64, accepted: &[crate::replication::BatchMeta]) {
+        let pending = self.pending_fetch.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some((pending_id, records)) = pending.filter(|(id, _)| *id == fetch_id) else {
+            return self.fail(Offline::StorageFailed(format!("records of fetch {fetch_id} went missing")));
+        };
+        assert_eq!(pending_id, fetch_id);
+        let mut appended = 0;
+        {
+            let mut log = self.write_log();
+            for item in batch::split_batches(&records) {
+                let Ok((header, range)) = item else { break };
+                if !accepted.iter().any(|b| b.base_offset == header.base_offset) {
+                    continue;
+                }
+                if let Err(e) = log.append_replicated(&records[range], now_ms()) {
+                    drop(log);
+                    return self.fail(Offline::StorageFailed(format!("replicated append: {e}")));
+                }
+                appended += 1;
+            }
+        }
+        assert_eq!(appended, accepted.len(), "every batch the replica accepted is in the fetch answer");
+        if self.config.log.durability == rill_storage::Durability::Fsync
+            && let Some(me) = self.me.upgrade()
+        {
+            me.request_flush();
+        }
     }
 
     fn warn(&self, warning: &Warning) {
@@ -38,6 +91,7 @@ impl Partition {
             Warning::AcknowledgedRecordsLost { .. } => {
                 tracing::error!(partition = %self.name(), ?warning, "acknowledged records lost (allowed by topic settings)")
             }
+            Warning::FetchRefused { .. } => tracing::debug!(partition = %self.name(), ?warning, "replication"),
             _ => tracing::warn!(partition = %self.name(), ?warning, "replication"),
         }
     }

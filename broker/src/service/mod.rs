@@ -5,6 +5,9 @@ mod admin;
 mod errors;
 mod fetch;
 mod produce;
+mod replication;
+
+pub use replication::ReplicationService;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
