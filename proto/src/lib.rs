@@ -9,3 +9,9 @@ mod varint;
 pub mod v1 {
     tonic::include_proto!("rill.v1");
 }
+
+/// Generated from `proto/raft.proto`: the controller quorum's internal Raft transport.
+#[allow(clippy::all, missing_docs)]
+pub mod raft_v1 {
+    tonic::include_proto!("rill.raft.v1");
+}

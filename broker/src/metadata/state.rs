@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::records::{MetadataRecord, PartitionRecord};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub broker_id: u32,
     pub broker_epoch: u64,
@@ -15,7 +17,7 @@ pub struct BrokerRegistration {
 
 pub type PartitionState = PartitionRecord;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicState {
     pub name: String,
     pub topic_id: u64,
@@ -23,9 +25,9 @@ pub struct TopicState {
     pub partitions: Vec<PartitionState>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataState {
-    /// Offset of the next record to apply; records below it are reflected here.
+    /// Lowest offset the next record may have; records below it are reflected here.
     pub next_offset: u64,
     pub brokers: BTreeMap<u32, BrokerRegistration>,
     pub topics: BTreeMap<String, TopicState>,
@@ -35,10 +37,13 @@ pub struct MetadataState {
 }
 
 impl MetadataState {
-    /// Applies the record at `offset`. A record that does not fit the state (which the controller never
-    /// writes) is skipped identically on every node, and reported.
+    /// Applies the record at `offset`. Offsets strictly increase but may skip: in the replicated log a
+    /// record's offset derives from its raft index, and raft indexes also number entries that carry no
+    /// record. A record that does not fit the state (which the controller never writes) is skipped
+    /// identically on every node, and reported.
     pub fn apply(&mut self, offset: u64, record: &MetadataRecord) -> Result<(), String> {
-        assert_eq!(offset, self.next_offset, "metadata records must be applied in order without gaps");
+        let next = self.next_offset;
+        assert!(offset >= next, "metadata offsets must strictly increase: {offset} applied after {next}");
         self.next_offset = offset + 1;
         match record {
             MetadataRecord::RegisterBroker { broker_id, broker_epoch, address } => {
@@ -145,6 +150,16 @@ mod tests {
         assert!(s.apply(2, &MetadataRecord::DeleteTopic { name: "t".into(), topic_id: 9 }).is_err());
         assert_eq!(s.topic("t").unwrap().topic_id, 0);
         assert_eq!(s.next_offset, 3);
+    }
+
+    #[test]
+    fn offsets_may_skip_but_never_repeat() {
+        let mut s = MetadataState::default();
+        s.apply(3, &create("t", 0)).unwrap();
+        s.apply(7, &create("u", 1)).unwrap();
+        assert_eq!(s.next_offset, 8);
+        let repeat = std::panic::catch_unwind(move || s.apply(7, &create("v", 2)));
+        assert!(repeat.is_err(), "an offset applied twice is a broken invariant");
     }
 
     #[test]
