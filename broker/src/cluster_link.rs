@@ -1,48 +1,67 @@
-//! How a partition reaches the rest of the cluster: replica fetches to partition leaders over gRPC (one
-//! lazily connected HTTP/2 channel per peer, with keepalive and a deadline on every call), and ISR changes
-//! to the controller.
-//!
-//! The controller is the in-process one today; with the controller quorum, `alter_partition` goes to the
-//! active controller instead.
+//! How this broker reaches the rest of the cluster: replica fetches to partition leaders and requests to the
+//! active controller, over gRPC (one lazily connected HTTP/2 channel per peer address, with keepalive and a
+//! deadline on every call). A controller request is served in-process when this node is the active
+//! controller and forwarded to it otherwise, retrying while the quorum elects one or leadership moves.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rill_proto::v1::controller_client::ControllerClient;
 use rill_proto::v1::replication_client::ReplicationClient;
-use rill_proto::v1::{ReplicaFetchRequest, ReplicaFetchResponse};
+use rill_proto::v1::{
+    AlterPartitionErrorCode, AlterPartitionRequest, BrokerHeartbeatRequest, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, ErrorCode, RegisterBrokerRequest, ReplicaFetchRequest,
+    ReplicaFetchResponse,
+};
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::limits::{
-    PEER_CONNECT_TIMEOUT_MS, PEER_KEEPALIVE_INTERVAL_MS, PEER_KEEPALIVE_TIMEOUT_MS, REPLICA_FETCH_TIMEOUT_MS,
-    REPLICA_FETCH_WAIT_MS,
+    CONTROLLER_REQUEST_TIMEOUT_MS, CONTROLLER_RETRY_BACKOFF_MS, PEER_CONNECT_TIMEOUT_MS, PEER_KEEPALIVE_INTERVAL_MS,
+    PEER_KEEPALIVE_TIMEOUT_MS, REPLICA_FETCH_TIMEOUT_MS, REPLICA_FETCH_WAIT_MS,
 };
-use crate::metadata::{Controller, MetadataState};
+use crate::metadata::{Controller, ControllerError, HeartbeatReply, MetadataState};
 use crate::replication::{AcceptedIsr, AlterPartitionError};
+use crate::service::now_ms;
+
+/// The answer of one attempt at a controller request.
+enum Attempt<T> {
+    Done(T),
+    /// Not the active controller, or no answer: try again (at whichever node leads by then).
+    Retry(String),
+}
+
+/// Milliseconds on a monotonic clock (since the first call): leases must not move with the wall clock.
+pub fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+}
 
 pub struct ClusterLink {
     node_id: u32,
     broker_epoch: AtomicU64,
+    /// The controller lease runs until this `monotonic_ms` instant: the send time of the last answered
+    /// heartbeat plus the session timeout.
+    lease_until_ms: AtomicU64,
     metadata: watch::Receiver<Arc<MetadataState>>,
-    controller: Arc<Mutex<Controller>>,
+    controller: Arc<Controller>,
+    voters: BTreeMap<u32, String>,
     /// By peer address, so a broker that re-registers at a new address gets a new channel.
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl ClusterLink {
-    pub fn new(
-        node_id: u32,
-        broker_epoch: u64,
-        metadata: watch::Receiver<Arc<MetadataState>>,
-        controller: Arc<Mutex<Controller>>,
-    ) -> Self {
+    pub fn new(node_id: u32, controller: Arc<Controller>, voters: BTreeMap<u32, String>) -> Self {
         ClusterLink {
             node_id,
-            broker_epoch: AtomicU64::new(broker_epoch),
-            metadata,
+            broker_epoch: AtomicU64::new(0),
+            lease_until_ms: AtomicU64::new(0),
+            metadata: controller.subscribe(),
             controller,
+            voters,
             channels: Mutex::new(HashMap::new()),
         }
     }
@@ -55,7 +74,40 @@ impl ClusterLink {
         self.broker_epoch.load(Ordering::Relaxed)
     }
 
-    fn channel(&self, broker: u32) -> Result<Channel, String> {
+    /// Whether this broker may act as a leader now. Checked against the clock on every produce and replica
+    /// fetch, not only by a timer: a broker resumed after a long pause (SIGSTOP, a VM freeze) must refuse
+    /// writes before any timer of its own has had a chance to run.
+    pub fn lease_valid(&self) -> bool {
+        monotonic_ms() < self.lease_until_ms.load(Ordering::SeqCst)
+    }
+
+    /// Extends the lease: a heartbeat sent at `sent_ms` (monotonic) was answered.
+    pub fn renew_lease(&self, sent_ms: u64, session_timeout_ms: u64) {
+        self.lease_until_ms.fetch_max(sent_ms + session_timeout_ms, Ordering::SeqCst);
+    }
+
+    pub fn controller(&self) -> &Arc<Controller> {
+        &self.controller
+    }
+
+    fn channel_to(&self, address: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| format!("bad peer address {address}: {e}"))?
+            .connect_timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS))
+            .http2_keep_alive_interval(Duration::from_millis(PEER_KEEPALIVE_INTERVAL_MS))
+            .keep_alive_timeout(Duration::from_millis(PEER_KEEPALIVE_TIMEOUT_MS))
+            .keep_alive_while_idle(true)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    fn broker_channel(&self, broker: u32) -> Result<Channel, String> {
         let address = self
             .metadata
             .borrow()
@@ -63,25 +115,16 @@ impl ClusterLink {
             .get(&broker)
             .map(|b| b.address.clone())
             .ok_or_else(|| format!("broker {broker} is not registered"))?;
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(channel) = channels.get(&address) {
-            return Ok(channel.clone());
-        }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| format!("bad address {address} of broker {broker}: {e}"))?
-            .connect_timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS))
-            .http2_keep_alive_interval(Duration::from_millis(PEER_KEEPALIVE_INTERVAL_MS))
-            .keep_alive_timeout(Duration::from_millis(PEER_KEEPALIVE_TIMEOUT_MS))
-            .keep_alive_while_idle(true)
-            .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
-        channels.insert(address, channel.clone());
-        Ok(channel)
+        self.channel_to(&address)
     }
 
     /// Sends a replica fetch to `leader`; an error string for any transport failure or timeout.
-    pub async fn replica_fetch(&self, leader: u32, request: ReplicaFetchRequest) -> Result<ReplicaFetchResponse, String> {
-        let channel = self.channel(leader)?;
+    pub async fn replica_fetch(
+        &self,
+        leader: u32,
+        request: ReplicaFetchRequest,
+    ) -> Result<ReplicaFetchResponse, String> {
+        let channel = self.broker_channel(leader)?;
         let mut client = ReplicationClient::new(channel).max_decoding_message_size(usize::MAX);
         let deadline = Duration::from_millis(u64::from(REPLICA_FETCH_WAIT_MS) + REPLICA_FETCH_TIMEOUT_MS);
         let mut request = tonic::Request::new(request);
@@ -93,9 +136,90 @@ impl ClusterLink {
         }
     }
 
-    /// Asks the controller to set a partition's ISR. Blocking (the controller writes its log): callers run it
-    /// off the async workers.
-    pub fn alter_partition(
+    /// A gRPC client to the active controller when it is another node; `None` when it is this one.
+    fn remote_controller(&self) -> Result<Option<ControllerClient<Channel>>, String> {
+        match self.controller.active_controller() {
+            None => Err("no active controller yet".into()),
+            Some(id) if id == self.node_id => Ok(None),
+            Some(id) => {
+                let address =
+                    self.voters.get(&id).ok_or_else(|| format!("active controller {id} is not a known voter"))?;
+                Ok(Some(ControllerClient::new(self.channel_to(address)?)))
+            }
+        }
+    }
+
+    /// Runs `attempt` until it is done or `CONTROLLER_REQUEST_TIMEOUT_MS` passes.
+    async fn with_controller<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, String>
+    where
+        F: FnMut(Option<ControllerClient<Channel>>) -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(CONTROLLER_REQUEST_TIMEOUT_MS);
+        let mut last = String::new();
+        while tokio::time::Instant::now() < deadline {
+            match self.remote_controller() {
+                Ok(remote) => match tokio::time::timeout_at(deadline, attempt(remote)).await {
+                    Ok(Attempt::Done(value)) => return Ok(value),
+                    Ok(Attempt::Retry(why)) => last = why,
+                    Err(_) => break,
+                },
+                Err(why) => last = why,
+            }
+            tokio::time::sleep(Duration::from_millis(CONTROLLER_RETRY_BACKOFF_MS)).await;
+        }
+        Err(format!("{what}: no answer from the active controller ({last})"))
+    }
+
+    /// Registers this broker and keeps its new broker epoch.
+    pub async fn register(&self, address: &str) -> Result<u64, String> {
+        let epoch = self
+            .with_controller("register", |remote| async move {
+                match remote {
+                    None => match self.controller.register_broker(self.node_id, address, now_ms()).await {
+                        Ok(epoch) => Attempt::Done(epoch),
+                        Err(e) => Attempt::Retry(e.to_string()),
+                    },
+                    Some(mut client) => {
+                        let request = RegisterBrokerRequest { broker_id: self.node_id, address: address.to_string() };
+                        match client.register_broker(request).await {
+                            Ok(r) if r.get_ref().error.is_none() => Attempt::Done(r.into_inner().broker_epoch),
+                            Ok(r) => Attempt::Retry(format!("{:?}", r.into_inner().error)),
+                            Err(status) => Attempt::Retry(status.to_string()),
+                        }
+                    }
+                }
+            })
+            .await?;
+        self.broker_epoch.store(epoch, Ordering::Relaxed);
+        Ok(epoch)
+    }
+
+    /// One heartbeat attempt (no retries: the next heartbeat is the retry). `Ok(None)` when the controller no
+    /// longer knows this incarnation and the broker must register again.
+    pub async fn heartbeat(&self) -> Result<Option<HeartbeatReply>, String> {
+        let broker_epoch = self.broker_epoch();
+        match self.remote_controller()? {
+            None => match self.controller.heartbeat(self.node_id, broker_epoch, now_ms()).await {
+                Ok(reply) => Ok(Some(reply)),
+                Err(ControllerError::StaleBrokerEpoch { .. }) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            },
+            Some(mut client) => {
+                let mut request = tonic::Request::new(BrokerHeartbeatRequest { broker_id: self.node_id, broker_epoch });
+                request.set_timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS));
+                let response = client.broker_heartbeat(request).await.map_err(|s| s.to_string())?.into_inner();
+                match response.error.map(|e| ErrorCode::try_from(e.code)) {
+                    None => Ok(Some(HeartbeatReply { fenced: response.fenced })),
+                    Some(Ok(ErrorCode::StaleBrokerEpoch)) => Ok(None),
+                    Some(other) => Err(format!("heartbeat refused: {other:?}")),
+                }
+            }
+        }
+    }
+
+    /// Asks the active controller to set a partition's ISR.
+    pub async fn alter_partition(
         &self,
         topic: &str,
         partition: u32,
@@ -103,7 +227,117 @@ impl ClusterLink {
         partition_epoch: u32,
         isr: Vec<u32>,
     ) -> Result<AcceptedIsr, AlterPartitionError> {
-        let mut controller = self.controller.lock().unwrap_or_else(|p| p.into_inner());
-        controller.alter_partition(topic, partition, self.node_id, leader_epoch, partition_epoch, isr)
+        let broker_epoch = self.broker_epoch();
+        let outcome = self
+            .with_controller("alter partition", |remote| {
+                let isr = isr.clone();
+                async move {
+                    match remote {
+                        None => {
+                            let c = &self.controller;
+                            let result = c
+                                .alter_partition(
+                                    topic,
+                                    partition,
+                                    self.node_id,
+                                    broker_epoch,
+                                    leader_epoch,
+                                    partition_epoch,
+                                    isr,
+                                )
+                                .await;
+                            match result {
+                                Err(AlterPartitionError::Unavailable) => Attempt::Retry("unavailable".into()),
+                                other => Attempt::Done(other),
+                            }
+                        }
+                        Some(mut client) => {
+                            let request = AlterPartitionRequest {
+                                topic: topic.to_string(),
+                                partition,
+                                leader_id: self.node_id,
+                                broker_epoch,
+                                leader_epoch,
+                                partition_epoch,
+                                isr,
+                            };
+                            match client.alter_partition(request).await {
+                                Ok(response) => {
+                                    let r = response.into_inner();
+                                    match AlterPartitionErrorCode::try_from(r.error) {
+                                        Ok(AlterPartitionErrorCode::AlterPartitionOk) => {
+                                            Attempt::Done(Ok(AcceptedIsr {
+                                                isr: r.isr,
+                                                partition_epoch: r.partition_epoch,
+                                            }))
+                                        }
+                                        Ok(AlterPartitionErrorCode::AlterPartitionStalePartitionEpoch) => {
+                                            Attempt::Done(Err(AlterPartitionError::StalePartitionEpoch))
+                                        }
+                                        Ok(AlterPartitionErrorCode::AlterPartitionFencedLeaderEpoch) => {
+                                            Attempt::Done(Err(AlterPartitionError::FencedLeaderEpoch))
+                                        }
+                                        Ok(AlterPartitionErrorCode::AlterPartitionIneligibleReplica) => {
+                                            Attempt::Done(Err(AlterPartitionError::IneligibleReplica))
+                                        }
+                                        _ => Attempt::Retry("controller unavailable".into()),
+                                    }
+                                }
+                                Err(status) => Attempt::Retry(status.to_string()),
+                            }
+                        }
+                    }
+                }
+            })
+            .await;
+        outcome.unwrap_or(Err(AlterPartitionError::Unavailable))
     }
+
+    /// Forwards a CreateTopics request to the active controller (another node).
+    pub async fn forward_create_topics(&self, request: CreateTopicsRequest) -> Result<CreateTopicsResponse, String> {
+        self.with_controller("create topics", |remote| {
+            let request = request.clone();
+            async move {
+                let Some(mut client) = remote else { return Attempt::Retry("this node became the controller".into()) };
+                match client.create_topics(request).await {
+                    Ok(response) => {
+                        let response = response.into_inner();
+                        if response.results.iter().any(|r| is_not_controller(&r.error)) {
+                            Attempt::Retry("the controller moved".into())
+                        } else {
+                            Attempt::Done(response)
+                        }
+                    }
+                    Err(status) => Attempt::Retry(status.to_string()),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Forwards a DeleteTopics request to the active controller (another node).
+    pub async fn forward_delete_topics(&self, request: DeleteTopicsRequest) -> Result<DeleteTopicsResponse, String> {
+        self.with_controller("delete topics", |remote| {
+            let request = request.clone();
+            async move {
+                let Some(mut client) = remote else { return Attempt::Retry("this node became the controller".into()) };
+                match client.delete_topics(request).await {
+                    Ok(response) => {
+                        let response = response.into_inner();
+                        if response.results.iter().any(|r| is_not_controller(&r.error)) {
+                            Attempt::Retry("the controller moved".into())
+                        } else {
+                            Attempt::Done(response)
+                        }
+                    }
+                    Err(status) => Attempt::Retry(status.to_string()),
+                }
+            }
+        })
+        .await
+    }
+}
+
+fn is_not_controller(error: &Option<rill_proto::v1::Error>) -> bool {
+    error.as_ref().is_some_and(|e| e.code == ErrorCode::NotController as i32)
 }

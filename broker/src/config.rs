@@ -58,6 +58,16 @@ pub struct Args {
     /// How long shutdown waits for in-flight requests, in ms [default: 30000].
     #[arg(long, env = "RILL_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// The controller voters, `ID@HOST:PORT,...`; each listed node is both broker and voter
+    /// [default: this node alone, at its advertised address].
+    #[arg(long, env = "RILL_CONTROLLER_VOTERS")]
+    pub controller_voters: Option<String>,
+    /// How often the broker heartbeats to the active controller, in ms [default: 500].
+    #[arg(long, env = "RILL_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// A broker silent this long (ms) is fenced, and stops leading on its own [default: 3000].
+    #[arg(long, env = "RILL_SESSION_TIMEOUT_MS")]
+    pub session_timeout_ms: Option<u64>,
     /// An in-sync follower this far behind (in ms) leaves the ISR [default: 10000].
     #[arg(long, env = "RILL_REPLICA_LAG_MS_MAX")]
     pub replica_lag_ms_max: Option<u64>,
@@ -103,6 +113,10 @@ pub struct BrokerConfig {
     pub shutdown_timeout_ms: u64,
     pub default_replication_factor: u32,
     pub replica_lag_ms_max: u64,
+    /// Controller voters by node id, with the address each is reached at.
+    pub controller_voters: std::collections::BTreeMap<u32, String>,
+    pub heartbeat_interval_ms: u64,
+    pub session_timeout_ms: u64,
     /// Topic settings that apply where a topic sets none, as `key=value` in topic-config syntax.
     pub topic_defaults: std::collections::BTreeMap<String, String>,
 }
@@ -114,12 +128,50 @@ impl Args {
             ($($field:ident),*) => { Args { config: self.config, $($field: self.$field.or(file.$field)),* } };
         }
         pick!(
-            node_id, data_dir, listen, advertised_address, log, batch_bytes_max, request_bytes_max, fetch_bytes_max,
-            partition_fetch_bytes_max, produce_timeout_ms, checkpoint_interval_ms, retention_check_interval_ms,
-            shutdown_timeout_ms, default_replication_factor, replica_lag_ms_max, segment_bytes, segment_ms, retention_ms,
-            retention_bytes, durability, flush_ms
+            node_id,
+            data_dir,
+            listen,
+            advertised_address,
+            log,
+            batch_bytes_max,
+            request_bytes_max,
+            fetch_bytes_max,
+            partition_fetch_bytes_max,
+            produce_timeout_ms,
+            checkpoint_interval_ms,
+            retention_check_interval_ms,
+            shutdown_timeout_ms,
+            default_replication_factor,
+            replica_lag_ms_max,
+            controller_voters,
+            heartbeat_interval_ms,
+            session_timeout_ms,
+            segment_bytes,
+            segment_ms,
+            retention_ms,
+            retention_bytes,
+            durability,
+            flush_ms
         )
     }
+}
+
+/// Parses `ID@HOST:PORT,ID@HOST:PORT,...`.
+fn parse_voters(list: &str) -> anyhow::Result<std::collections::BTreeMap<u32, String>> {
+    let mut voters = std::collections::BTreeMap::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, address) =
+            item.split_once('@').ok_or_else(|| anyhow::anyhow!("controller voter '{item}' is not ID@HOST:PORT"))?;
+        let id: u32 = id.parse().map_err(|_| anyhow::anyhow!("controller voter '{item}': '{id}' is not a node id"))?;
+        anyhow::ensure!(id >= 1, "controller voter '{item}': node ids start at 1");
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow::anyhow!("controller voter '{item}': '{address}' has no port"))?;
+        anyhow::ensure!(!host.is_empty() && port.parse::<u16>().is_ok(), "controller voter '{item}': bad address");
+        anyhow::ensure!(voters.insert(id, address.to_string()).is_none(), "controller voter {id} listed twice");
+    }
+    anyhow::ensure!(!voters.is_empty(), "--controller-voters names no voter");
+    Ok(voters)
 }
 
 /// The listen address, unless it is a wildcard (0.0.0.0 or ::), which no client can connect to: then this
@@ -165,11 +217,17 @@ impl BrokerConfig {
         set("retention.bytes", args.retention_bytes.map(|v| v.to_string()));
         set("durability", args.durability.clone());
         set("flush.ms", args.flush_ms.map(|v| v.to_string()));
+        let node_id = args.node_id.unwrap_or(1);
+        let advertised_address = args.advertised_address.unwrap_or_else(|| default_advertised_address(listen));
+        let controller_voters = match &args.controller_voters {
+            Some(list) => parse_voters(list)?,
+            None => [(node_id, advertised_address.clone())].into(),
+        };
         let config = BrokerConfig {
-            node_id: args.node_id.unwrap_or(1),
+            node_id,
             data_dir: args.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
             listen,
-            advertised_address: args.advertised_address.unwrap_or_else(|| default_advertised_address(listen)),
+            advertised_address,
             log_filter: args.log,
             batch_bytes_max: args.batch_bytes_max.unwrap_or(limits::BATCH_BYTES_MAX_DEFAULT),
             request_bytes_max: args.request_bytes_max.unwrap_or(limits::REQUEST_BYTES_MAX_DEFAULT),
@@ -185,6 +243,9 @@ impl BrokerConfig {
             shutdown_timeout_ms: args.shutdown_timeout_ms.unwrap_or(limits::SHUTDOWN_TIMEOUT_MS_DEFAULT),
             default_replication_factor: args.default_replication_factor.unwrap_or(1),
             replica_lag_ms_max: args.replica_lag_ms_max.unwrap_or(limits::REPLICA_LAG_MS_MAX_DEFAULT),
+            controller_voters,
+            heartbeat_interval_ms: args.heartbeat_interval_ms.unwrap_or(limits::HEARTBEAT_INTERVAL_MS_DEFAULT),
+            session_timeout_ms: args.session_timeout_ms.unwrap_or(limits::SESSION_TIMEOUT_MS_DEFAULT),
             topic_defaults,
         };
         config.check()?;
@@ -211,6 +272,20 @@ impl BrokerConfig {
         );
         anyhow::ensure!(self.default_replication_factor >= 1, "default-replication-factor must be at least 1");
         anyhow::ensure!(self.replica_lag_ms_max > 0, "replica-lag-ms-max must be positive");
+        anyhow::ensure!(self.node_id >= 1, "node-id must be at least 1 (0 means \"no leader\" in metadata)");
+        anyhow::ensure!(
+            self.controller_voters.contains_key(&self.node_id),
+            "node {} is not among the controller voters {:?}: every broker is a controller voter for now",
+            self.node_id,
+            self.controller_voters
+        );
+        anyhow::ensure!(self.heartbeat_interval_ms > 0, "heartbeat-interval-ms must be positive");
+        anyhow::ensure!(
+            self.session_timeout_ms >= 2 * self.heartbeat_interval_ms,
+            "session-timeout-ms ({}) must be at least twice heartbeat-interval-ms ({})",
+            self.session_timeout_ms,
+            self.heartbeat_interval_ms
+        );
         anyhow::ensure!(self.checkpoint_interval_ms > 0, "checkpoint-interval-ms must be positive");
         anyhow::ensure!(self.retention_check_interval_ms > 0, "retention-check-interval-ms must be positive");
         // The defaults must themselves be a valid topic configuration.
@@ -239,6 +314,19 @@ mod tests {
         let c = BrokerConfig::resolve(args).unwrap();
         assert!(!c.advertised_address.starts_with("0.0.0.0"), "{}", c.advertised_address);
         assert!(c.advertised_address.ends_with(":9401"));
+    }
+
+    #[test]
+    fn controller_voters_parse_and_default_to_this_node() {
+        let c = BrokerConfig::resolve(Args::parse_from(["rill-broker", "--node-id", "2"])).unwrap();
+        assert_eq!(c.controller_voters, [(2, "127.0.0.1:9400".to_string())].into());
+        let args = Args::parse_from(["rill-broker", "--node-id", "2", "--controller-voters", "1@a:1,2@b:2,3@c:3"]);
+        let c = BrokerConfig::resolve(args).unwrap();
+        assert_eq!(c.controller_voters.len(), 3);
+        for bad in ["1@a:1,1@b:2", "x@a:1", "2@nohost", "1@a:1"] {
+            let args = Args::parse_from(["rill-broker", "--node-id", "2", "--controller-voters", bad]);
+            assert!(BrokerConfig::resolve(args).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -13,4 +13,4 @@ pub mod service;
 pub mod topic_config;
 
 pub use config::{Args, BrokerConfig};
-pub use server::{run, run_with_controller};
+pub use server::run;

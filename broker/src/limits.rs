@@ -55,3 +55,15 @@ pub const PEER_CONNECT_TIMEOUT_MS: u64 = 3_000;
 /// HTTP/2 keepalive towards peers: without it a connection across a dropped network path hangs silently.
 pub const PEER_KEEPALIVE_INTERVAL_MS: u64 = 1_000;
 pub const PEER_KEEPALIVE_TIMEOUT_MS: u64 = 3_000;
+/// Brokers heartbeat to the active controller this often by default.
+pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 500;
+/// A broker silent this long is fenced by the controller, and stops leading on its own (lease). Several
+/// heartbeats long, so one lost heartbeat does not fence a live broker.
+pub const SESSION_TIMEOUT_MS_DEFAULT: u64 = 3_000;
+const _: () = assert!(SESSION_TIMEOUT_MS_DEFAULT >= 4 * HEARTBEAT_INTERVAL_MS_DEFAULT);
+/// How long a forwarded controller request keeps retrying (no active controller yet, or it moved).
+pub const CONTROLLER_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Pause between attempts to reach the active controller.
+pub const CONTROLLER_RETRY_BACKOFF_MS: u64 = 100;
+/// How long a client request waits for a starting broker to join the cluster before it is refused.
+pub const STARTUP_WAIT_MS: u64 = 10_000;

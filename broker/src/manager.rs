@@ -30,6 +30,8 @@ pub struct PartitionManager {
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     /// Offset of the metadata the hosted partitions reflect; creators wait on it.
     applied: watch::Sender<u64>,
+    /// Whether the broker holds a valid controller lease; new partitions start with it.
+    lease_valid: std::sync::atomic::AtomicBool,
 }
 
 fn topic_dir_name(name: &str, topic_id: u64) -> String {
@@ -62,6 +64,7 @@ impl PartitionManager {
             replica_lag_ms_max,
             partitions: RwLock::new(HashMap::new()),
             applied: watch::channel(0).0,
+            lease_valid: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -119,6 +122,9 @@ impl PartitionManager {
                     let overrides = &state.topics[&topic].config;
                     match self.open_partition(&topic, index, topic_id, overrides, now_ms) {
                         Ok(partition) => {
+                            if !self.lease_valid.load(std::sync::atomic::Ordering::SeqCst) {
+                                partition.set_lease(false, now_ms);
+                            }
                             let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
                             map.insert((topic.clone(), index), partition.clone());
                             partition
@@ -154,11 +160,15 @@ impl PartitionManager {
         // counts towards the high watermark.
         log.flush()?;
         tracing::info!(
-            topic, partition = index, ?report, elapsed_ms = started.elapsed().as_millis() as u64,
-            log_start = log.log_start_offset(), log_end = log.end_offset(), "opened partition"
+            topic,
+            partition = index,
+            ?report,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            log_start = log.log_start_offset(),
+            log_end = log.end_offset(),
+            "opened partition"
         );
-        let identity =
-            PartitionIdentity {
+        let identity = PartitionIdentity {
             topic: topic.to_string(),
             index,
             topic_id,
@@ -185,6 +195,22 @@ impl PartitionManager {
                     tracing::warn!(dir = %entry.path().display(), error = %e, "could not remove orphan directory");
                 }
             }
+        }
+    }
+
+    /// Tells every partition whether the controller lease holds (each acts only on a change of its own).
+    pub fn set_lease(&self, valid: bool, now_ms: i64) {
+        if self.lease_valid.swap(valid, std::sync::atomic::Ordering::SeqCst) != valid {
+            if valid {
+                tracing::info!("controller lease renewed");
+            } else {
+                tracing::warn!(
+                    "controller lease expired: this broker stops leading until the controller answers again"
+                );
+            }
+        }
+        for partition in self.all() {
+            partition.set_lease(valid, now_ms);
         }
     }
 

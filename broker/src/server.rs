@@ -1,121 +1,157 @@
-//! Start-up and shutdown of a broker: opens the metadata log and the partitions, serves gRPC, runs the
-//! background upkeep, and on a stop signal drains requests and closes every log cleanly.
+//! Start-up and shutdown of a broker: starts the controller quorum and the gRPC server (one port for every
+//! service), registers with the active controller, opens partitions as metadata assigns them, keeps the
+//! controller session alive (heartbeats and the lease), runs the background upkeep, and on a stop signal
+//! drains requests and closes every log cleanly.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use rill_proto::v1::controller_server::ControllerServer;
 use rill_proto::v1::replication_server::ReplicationServer;
 use rill_proto::v1::rill_server::RillServer;
 use rill_storage::FsBackend;
 use tokio::sync::watch;
 
-use crate::cluster_link::ClusterLink;
+use crate::cluster_link::{ClusterLink, monotonic_ms};
 use crate::config::BrokerConfig;
 use crate::manager::PartitionManager;
-use crate::metadata::controller::TopicPolicy;
-use crate::metadata::log::FileMetadataLog;
-use crate::metadata::{Controller, MetadataState};
-use crate::service::{BrokerCore, ReplicationService, RillService, now_ms};
+use crate::metadata::raft::{MetadataQuorum, QuorumConfig};
+use crate::metadata::{Controller, MetadataState, TopicPolicy};
+use crate::service::{BrokerCore, ControllerService, ReplicationService, RillService, now_ms};
 
 /// How often the upkeep task wakes: the finest `flush.ms` an `interval` topic gets.
 const UPKEEP_TICK_MS: u64 = 20;
 
-/// Runs a broker until `stop` resolves, then shuts it down cleanly. The controller runs in this process over
-/// the metadata log in the data directory.
+/// Runs a broker until `stop` resolves, then shuts it down cleanly.
 pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
-    let (metadata_log, records) = FileMetadataLog::open(&config.data_dir.join("metadata"))
-        .map_err(|e| anyhow::anyhow!("cannot open the metadata log in {}: {e}", config.data_dir.display()))?;
-    let policy = TopicPolicy {
-        defaults: config.topic_defaults.clone(),
-        batch_bytes_max: config.batch_bytes_max,
-        default_replication_factor: config.default_replication_factor,
-    };
-    let controller = Arc::new(Mutex::new(Controller::open(Box::new(metadata_log), records, policy)));
-    run_with_controller(config, controller, stop).await
-}
-
-/// Runs a broker whose controller is `controller`: its own (see `run`), or one shared by several brokers
-/// of one process (multi-broker tests).
-pub async fn run_with_controller(
-    config: BrokerConfig,
-    controller: Arc<Mutex<Controller>>,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let (broker_epoch, metadata) = {
-        let mut controller = controller.lock().unwrap_or_else(|p| p.into_inner());
-        (controller.register_broker(config.node_id, &config.advertised_address)?, controller.subscribe())
-    };
 
-    let link = Arc::new(ClusterLink::new(config.node_id, broker_epoch, metadata.clone(), controller.clone()));
+    let voters = config.controller_voters.iter().map(|(id, address)| (u64::from(*id), address.clone())).collect();
+    let raft_dir = config.data_dir.join("metadata").join("raft");
+    let quorum = MetadataQuorum::start(u64::from(config.node_id), voters, &raft_dir, QuorumConfig::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the controller quorum in {}: {e}", raft_dir.display()))?;
+    let quorum = Arc::new(quorum);
+    let policy = TopicPolicy {
+        defaults: config.topic_defaults.clone(),
+        batch_bytes_max: config.batch_bytes_max,
+        default_replication_factor: config.default_replication_factor,
+    };
+    let controller = Arc::new(Controller::new(config.node_id, quorum.clone(), policy, config.session_timeout_ms));
+    let link = Arc::new(ClusterLink::new(config.node_id, controller.clone(), config.controller_voters.clone()));
     let partitions = Arc::new(PartitionManager::new(
-        link,
+        link.clone(),
         &config.data_dir,
         Arc::new(FsBackend::new()),
         config.topic_defaults.clone(),
         config.batch_bytes_max,
         config.replica_lag_ms_max,
     )?);
-    let started = std::time::Instant::now();
-    {
-        let state = metadata.borrow().clone();
-        let partitions = partitions.clone();
-        tokio::task::spawn_blocking(move || partitions.apply_metadata(&state, now_ms())).await?;
-    }
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "partitions opened");
-
     let (shutdown_tx, shutdown) = watch::channel(false);
+    let (ready_tx, ready) = watch::channel(false);
+    let metadata = controller.subscribe();
     let core = Arc::new(BrokerCore {
         config: config.clone(),
-        controller,
+        controller: controller.clone(),
+        link: link.clone(),
         metadata: metadata.clone(),
         partitions: partitions.clone(),
         shutdown: shutdown.clone(),
+        ready,
     });
-    let follower = tokio::spawn(follow_metadata(metadata, partitions.clone()));
-    let upkeep = tokio::spawn(upkeep(config.clone(), partitions.clone(), shutdown.clone()));
 
-    let service = RillServer::new(RillService::new(core.clone()))
+    // The server starts first: the controller quorum elects its leader over it.
+    let rill = RillServer::new(RillService::new(core.clone()))
         .max_decoding_message_size(config.request_bytes_max as usize)
         .max_encoding_message_size(usize::MAX);
-    let replication = ReplicationServer::new(ReplicationService::new(core)).max_encoding_message_size(usize::MAX);
+    let replication =
+        ReplicationServer::new(ReplicationService::new(core.clone())).max_encoding_message_size(usize::MAX);
+    let controller_rpc = ControllerServer::new(ControllerService::new(core.clone()));
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let local = config.listen;
-    tracing::info!(node_id = config.node_id, broker_epoch, listen = %local, data_dir = %config.data_dir.display(), "rill broker ready");
-
     let (signalled_tx, mut signalled) = watch::channel(false);
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .add_service(service)
+        .add_service(rill)
         .add_service(replication)
+        .add_service(controller_rpc)
+        .add_service(quorum.grpc_service())
         .serve_with_incoming_shutdown(incoming, async move {
             stop.await;
             tracing::info!("stop signal received: draining requests");
             let _ = shutdown_tx.send(true);
             let _ = signalled_tx.send(true);
         });
+    let mut server = tokio::spawn(server);
+
+    let started = std::time::Instant::now();
+    let mut stopping = shutdown.clone();
+    let registration_sent_ms = monotonic_ms();
+    let registered = tokio::select! {
+        registered = register(&link, &config.advertised_address) => registered,
+        _ = stopping.wait_for(|s| *s) => Err(anyhow::anyhow!("stopped before registering")),
+    };
+    let mut tasks = Vec::new();
+    match registered {
+        Ok(broker_epoch) => {
+            link.renew_lease(registration_sent_ms, config.session_timeout_ms);
+            // Open the partitions this node holds, as of the metadata that includes its registration.
+            let state = metadata.borrow().clone();
+            let opening = partitions.clone();
+            tokio::task::spawn_blocking(move || opening.apply_metadata(&state, now_ms())).await?;
+            tracing::info!(
+                node_id = config.node_id, broker_epoch, listen = %config.listen, advertised = %config.advertised_address,
+                voters = ?config.controller_voters, elapsed_ms = started.elapsed().as_millis() as u64, "rill broker ready"
+            );
+            let _ = ready_tx.send(true);
+            tasks.push(tokio::spawn(follow_metadata(metadata, partitions.clone())));
+            tasks.push(tokio::spawn(upkeep(config.clone(), partitions.clone(), shutdown.clone())));
+            tasks.push(tokio::spawn(keep_session(config.clone(), link.clone(), partitions.clone(), shutdown.clone())));
+        }
+        Err(e) if *shutdown.borrow() => tracing::info!("{e}"),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            // Nothing to drain: stop serving and report the failure.
+            server.abort();
+            return Err(e);
+        }
+    }
+
     let drain_limit = async {
         let _ = signalled.wait_for(|s| *s).await;
         tokio::time::sleep(Duration::from_millis(config.shutdown_timeout_ms)).await;
     };
     tokio::select! {
-        served = server => served.map_err(|e| anyhow::anyhow!("gRPC server failed: {e}"))?,
+        served = &mut server => served?.map_err(|e| anyhow::anyhow!("gRPC server failed: {e}"))?,
         _ = drain_limit => tracing::warn!("in-flight requests did not finish in time; closing anyway"),
     }
-    upkeep.abort();
-    follower.abort();
-    let partitions_to_close = partitions.clone();
-    tokio::task::spawn_blocking(move || partitions_to_close.close_all()).await?;
+    for task in tasks {
+        task.abort();
+    }
+    let closing = partitions.clone();
+    tokio::task::spawn_blocking(move || closing.close_all()).await?;
+    drop(core);
+    // Stop the Raft node too: a stopped broker must not go on voting or heartbeating as a controller.
+    if let Err(e) = quorum.shutdown().await {
+        tracing::warn!(error = %e, "controller quorum did not stop cleanly");
+    }
     tracing::info!("broker stopped cleanly");
     Ok(())
+}
+
+/// Registers with the active controller, waiting while the quorum elects one.
+async fn register(link: &ClusterLink, address: &str) -> anyhow::Result<u64> {
+    loop {
+        match link.register(address).await {
+            Ok(epoch) => return Ok(epoch),
+            Err(e) => tracing::warn!("cannot register yet, retrying: {e}"),
+        }
+    }
 }
 
 /// Applies every published metadata change to the hosted partitions, in order.
@@ -129,7 +165,45 @@ async fn follow_metadata(mut metadata: watch::Receiver<Arc<MetadataState>>, part
     }
 }
 
-/// Interval flushes, roll by age, retention and recovery-point checkpoints.
+/// Heartbeats to the active controller and keeps the lease: when no heartbeat sent within the session timeout
+/// was answered, the controller may already have fenced this broker and elected other leaders, so its
+/// partitions stop acting as leaders until a heartbeat is answered again. The lease is measured from when a
+/// heartbeat was sent, which is before the controller received it, so it runs out before the controller's
+/// session does. The active controller's session checks run here too.
+async fn keep_session(
+    config: BrokerConfig,
+    link: Arc<ClusterLink>,
+    partitions: Arc<PartitionManager>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(config.heartbeat_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*shutdown.borrow() {
+        tick.tick().await;
+        let sent_ms = monotonic_ms();
+        let heartbeat = tokio::time::timeout(Duration::from_millis(config.heartbeat_interval_ms * 2), link.heartbeat());
+        match heartbeat.await {
+            Ok(Ok(Some(_))) => link.renew_lease(sent_ms, config.session_timeout_ms),
+            Ok(Ok(None)) => {
+                tracing::warn!("the controller does not know this broker's epoch: registering again");
+                match link.register(&config.advertised_address).await {
+                    Ok(epoch) => {
+                        tracing::info!(broker_epoch = epoch, "registered again");
+                        link.renew_lease(sent_ms, config.session_timeout_ms);
+                    }
+                    Err(e) => tracing::warn!("cannot register again: {e}"),
+                }
+            }
+            Ok(Err(e)) => tracing::debug!("heartbeat failed: {e}"),
+            Err(_) => tracing::debug!("heartbeat timed out"),
+        }
+        let now = now_ms();
+        partitions.set_lease(link.lease_valid(), now);
+        link.controller().fence_expired(now).await;
+    }
+}
+
+/// Interval flushes, roll by age, retention, ISR upkeep and recovery-point checkpoints.
 async fn upkeep(config: BrokerConfig, partitions: Arc<PartitionManager>, shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(UPKEEP_TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

@@ -90,12 +90,17 @@ impl TopicConfig {
                 .map(|v| positive("segment.bytes", v, 1024))
                 .transpose()?
                 .unwrap_or(1 << 30),
-            segment_ms_max: Some(get("segment.ms").map(|v| positive("segment.ms", v, 1)).transpose()?.unwrap_or(7 * DAY_MS)),
+            segment_ms_max: Some(
+                get("segment.ms").map(|v| positive("segment.ms", v, 1)).transpose()?.unwrap_or(7 * DAY_MS),
+            ),
             retention_ms: match get("retention.ms") {
                 Some(v) => optional_limit("retention.ms", v)?,
                 None => Some(7 * DAY_MS),
             },
-            retention_bytes: get("retention.bytes").map(|v| optional_limit("retention.bytes", v)).transpose()?.flatten(),
+            retention_bytes: get("retention.bytes")
+                .map(|v| optional_limit("retention.bytes", v))
+                .transpose()?
+                .flatten(),
             index_interval_bytes: get("index.interval.bytes")
                 .map(|v| positive("index.interval.bytes", v, 1))
                 .transpose()?

@@ -105,7 +105,12 @@ async fn every_acknowledged_record_survives_kill_9_in_order() {
     let broker = start(dir.path(), port);
     let mut client = connect(port).await;
     let create = CreateTopicsRequest {
-        topics: vec![NewTopic { name: "crash".into(), partitions: 1, replication_factor: 1, config: Default::default() }],
+        topics: vec![NewTopic {
+            name: "crash".into(),
+            partitions: 1,
+            replication_factor: 1,
+            config: Default::default(),
+        }],
         validate_only: false,
     };
     let created = client.create_topics(create).await.unwrap().into_inner();
@@ -115,7 +120,13 @@ async fn every_acknowledged_record_survives_kill_9_in_order() {
     let producers: Vec<_> =
         (0..4).map(|p| tokio::spawn(produce_until_failure(client.clone(), p, acked.clone()))).collect();
     // Kill once a good number of writes were acknowledged, while the producers keep writing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < 20_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "producers stopped early: {} acknowledged",
+            acked.lock().unwrap().len()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     drop(broker); // SIGKILL, then reap
@@ -131,7 +142,8 @@ async fn every_acknowledged_record_survives_kill_9_in_order() {
         assert_eq!(*offset, i as u64, "offsets are contiguous from 0");
     }
     for (offset, value) in &acked {
-        let (_, stored_value) = stored.get(*offset as usize).unwrap_or_else(|| panic!("acknowledged offset {offset} lost"));
+        let (_, stored_value) =
+            stored.get(*offset as usize).unwrap_or_else(|| panic!("acknowledged offset {offset} lost"));
         assert_eq!(stored_value, value.as_bytes(), "record at offset {offset}");
     }
     // Each producer waited for one acknowledgement before its next batch, so its records are in order.
@@ -158,13 +170,24 @@ async fn sigterm_finishes_in_flight_writes_and_leaves_a_clean_shutdown_marker() 
     let mut broker = start(dir.path(), port);
     let mut client = connect(port).await;
     let create = CreateTopicsRequest {
-        topics: vec![NewTopic { name: "crash".into(), partitions: 1, replication_factor: 1, config: Default::default() }],
+        topics: vec![NewTopic {
+            name: "crash".into(),
+            partitions: 1,
+            replication_factor: 1,
+            config: Default::default(),
+        }],
         validate_only: false,
     };
     client.create_topics(create).await.unwrap();
     let acked: Acked = Arc::default();
     let producer = tokio::spawn(produce_until_failure(client.clone(), 0, acked.clone()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < 1_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "producer stopped early: {} acknowledged",
+            acked.lock().unwrap().len()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let pid = broker.child.id().to_string();

@@ -27,7 +27,7 @@ fn test_config() -> QuorumConfig {
 }
 
 fn register(broker_id: u32) -> MetadataRecord {
-    MetadataRecord::RegisterBroker { broker_id, broker_epoch: 0, address: format!("127.0.0.1:{}", 9000 + broker_id) }
+    MetadataRecord::RegisterBroker { broker_id, address: format!("127.0.0.1:{}", 9000 + broker_id) }
 }
 
 fn create_topic(name: &str, topic_id: u64) -> MetadataRecord {

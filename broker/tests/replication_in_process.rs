@@ -1,16 +1,11 @@
 //! Replication between brokers: three real brokers in one process, each with its own data directory, gRPC
-//! port and partitions, sharing one controller (the controller quorum is the next step; the replication
-//! protocol between the brokers is the real one, over gRPC on loopback).
+//! port, controller quorum voter and partitions, talking over loopback exactly as separate processes do.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rill_broker::metadata::controller::TopicPolicy;
-use rill_broker::metadata::log::FileMetadataLog;
-use rill_broker::metadata::Controller;
 use rill_broker::{Args, BrokerConfig};
 use rill_proto::batch::BatchBuilder;
 use rill_proto::v1::rill_client::RillClient;
@@ -22,6 +17,7 @@ struct Node {
     id: u32,
     dir: PathBuf,
     port: u16,
+    voters: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -31,7 +27,7 @@ fn free_port() -> u16 {
 }
 
 impl Node {
-    fn start(&mut self, controller: &Arc<Mutex<Controller>>) {
+    fn start(&mut self) {
         let listen = format!("127.0.0.1:{}", self.port);
         let argv = [
             "rill-broker",
@@ -41,17 +37,27 @@ impl Node {
             self.dir.to_str().unwrap(),
             "--listen",
             &listen,
+            "--controller-voters",
+            &self.voters,
             "--replica-lag-ms-max",
             "1000",
+            "--heartbeat-interval-ms",
+            "200",
+            "--session-timeout-ms",
+            "1500",
             "--log",
             "warn",
         ];
         let config = BrokerConfig::resolve(<Args as clap::Parser>::parse_from(argv)).unwrap();
         let (stop, stopped) = oneshot::channel();
         self.stop = Some(stop);
-        self.task = Some(tokio::spawn(rill_broker::run_with_controller(config, controller.clone(), async {
+        self.task = Some(tokio::spawn(rill_broker::run(config, async {
             let _ = stopped.await;
         })));
+    }
+
+    fn is_running(&self) -> bool {
+        self.stop.is_some()
     }
 
     async fn stop(&mut self) {
@@ -61,7 +67,9 @@ impl Node {
 
     async fn client(&self) -> RillClient<Channel> {
         for _ in 0..400 {
-            if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{}", self.port)).unwrap().connect().await {
+            if let Ok(channel) =
+                Channel::from_shared(format!("http://127.0.0.1:{}", self.port)).unwrap().connect().await
+            {
                 return RillClient::new(channel).max_decoding_message_size(usize::MAX);
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -72,43 +80,76 @@ impl Node {
 
 struct Cluster {
     _dir: tempfile::TempDir,
-    controller: Arc<Mutex<Controller>>,
     nodes: Vec<Node>,
 }
+
+type Partition = PartitionMetadata;
 
 impl Cluster {
     async fn start(size: u32) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let (log, records) = FileMetadataLog::open(&dir.path().join("controller")).unwrap();
-        let policy = TopicPolicy { defaults: Default::default(), batch_bytes_max: 1 << 20, default_replication_factor: 3 };
-        let controller = Arc::new(Mutex::new(Controller::open(Box::new(log), records, policy)));
+        let ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let voters: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect();
+        let voters = voters.join(",");
         let mut nodes: Vec<Node> = (1..=size)
-            .map(|id| Node { id, dir: dir.path().join(format!("node-{id}")), port: free_port(), stop: None, task: None })
+            .map(|id| Node {
+                id,
+                dir: dir.path().join(format!("node-{id}")),
+                port: ports[id as usize - 1],
+                voters: voters.clone(),
+                stop: None,
+                task: None,
+            })
             .collect();
         for node in &mut nodes {
-            node.start(&controller);
+            node.start();
         }
-        for node in &nodes {
-            node.client().await;
-        }
-        Cluster { _dir: dir, controller, nodes }
+        let cluster = Cluster { _dir: dir, nodes };
+        cluster
+            .wait_until("every broker to register", async |c: &Cluster| {
+                let mut client = c.any_client().await;
+                let cluster = client.describe_cluster(DescribeClusterRequest {}).await.ok()?.into_inner();
+                (cluster.brokers.iter().filter(|b| !b.fenced).count() == c.nodes.len()
+                    && cluster.active_controller != 0)
+                    .then_some(())
+            })
+            .await;
+        cluster
     }
 
     fn node(&mut self, id: u32) -> &mut Node {
         self.nodes.iter_mut().find(|n| n.id == id).unwrap()
     }
 
-    fn partition(&self, topic: &str) -> rill_broker::metadata::PartitionState {
-        let controller = self.controller.lock().unwrap();
-        controller.state().topic(topic).unwrap().partitions[0].clone()
+    async fn any_client(&self) -> RillClient<Channel> {
+        self.nodes.iter().find(|n| n.is_running()).unwrap().client().await
     }
 
-    /// Waits until the controller's view of the partition satisfies `done`.
-    async fn wait_for_partition(&self, topic: &str, what: &str, done: impl Fn(&rill_broker::metadata::PartitionState) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !done(&self.partition(topic)) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", self.partition(topic));
+    /// The partition's metadata as a running broker reports it.
+    async fn partition(&self, topic: &str) -> Option<Partition> {
+        let mut client = self.any_client().await;
+        let response = client.metadata(MetadataRequest { topics: vec![topic.into()] }).await.ok()?.into_inner();
+        response.topics.into_iter().next()?.partitions.into_iter().next()
+    }
+
+    async fn wait_until<T>(&self, what: &str, check: impl AsyncFn(&Cluster) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(value) = check(self).await {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_for_partition(&self, topic: &str, what: &str, done: impl Fn(&Partition) -> bool) -> Partition {
+        self.wait_until(what, async |c: &Cluster| c.partition(topic).await.filter(|p| done(p))).await
+    }
+
+    async fn stop_all(&mut self) {
+        for node in self.nodes.iter_mut().filter(|n| n.is_running()) {
+            node.stop().await;
         }
     }
 }
@@ -155,9 +196,9 @@ fn segment_bytes(node_dir: &Path) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_records_are_on_every_in_sync_replica_byte_for_byte() {
     let mut cluster = Cluster::start(3).await;
-    let mut client = cluster.nodes[0].client().await;
+    let mut client = cluster.any_client().await;
     create_topic(&mut client, "r", &[("min.insync.replicas", "2")]).await;
-    let leader = cluster.partition("r").leader;
+    let leader = cluster.partition("r").await.unwrap().leader;
     let mut client = cluster.node(leader).client().await;
     for i in 0..50 {
         let values: Vec<String> = (0..20).map(|j| format!("record-{i}-{j}")).collect();
@@ -166,7 +207,7 @@ async fn acknowledged_records_are_on_every_in_sync_replica_byte_for_byte() {
         assert_eq!(result.base_offset, i * 20);
     }
     // acks=all returned: the HW covers every record, so every ISR member holds all of them durably.
-    let isr = cluster.partition("r").isr;
+    let isr = cluster.partition("r").await.unwrap().isr;
     assert_eq!(isr.len(), 3, "no follower fell behind");
     for node in &cluster.nodes {
         assert!(log_end_on(node, "r").await >= 1000, "broker {} is missing acknowledged records", node.id);
@@ -174,8 +215,8 @@ async fn acknowledged_records_are_on_every_in_sync_replica_byte_for_byte() {
     let leader_bytes = segment_bytes(&cluster.node(leader).dir);
     for node in &cluster.nodes {
         let bytes = segment_bytes(&node.dir);
-        assert_eq!(bytes[..leader_bytes.len().min(bytes.len())], leader_bytes[..leader_bytes.len().min(bytes.len())]);
-        assert!(bytes.len() >= leader_bytes.len() || node.id != leader);
+        let common = leader_bytes.len().min(bytes.len());
+        assert_eq!(bytes[..common], leader_bytes[..common], "broker {} differs from the leader", node.id);
     }
     // Followers refuse client reads: consumers go to the leader.
     let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
@@ -188,17 +229,15 @@ async fn acknowledged_records_are_on_every_in_sync_replica_byte_for_byte() {
     };
     let result = follower_client.fetch(request).await.unwrap().into_inner().results.remove(0);
     assert_eq!(result.error.map(|e| e.code), Some(ErrorCode::NotLeader as i32));
-    for node in &mut cluster.nodes {
-        node.stop().await;
-    }
+    cluster.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_follower_leaves_the_isr_and_rejoins_once_caught_up() {
     let mut cluster = Cluster::start(3).await;
-    let mut client = cluster.nodes[0].client().await;
+    let mut client = cluster.any_client().await;
     create_topic(&mut client, "r", &[("min.insync.replicas", "2")]).await;
-    let state = cluster.partition("r");
+    let state = cluster.partition("r").await.unwrap();
     let leader = state.leader;
     let follower = *state.replicas.iter().find(|r| **r != leader).unwrap();
     let mut client = cluster.node(leader).client().await;
@@ -212,23 +251,20 @@ async fn a_stopped_follower_leaves_the_isr_and_rejoins_once_caught_up() {
         assert_eq!(result.error, None, "write {i} with one follower down");
     }
 
-    let controller = cluster.controller.clone();
-    cluster.node(follower).start(&controller);
+    cluster.node(follower).start();
     cluster.wait_for_partition("r", "the restarted follower to rejoin the ISR", |p| p.isr.contains(&follower)).await;
     assert!(log_end_on(cluster.node(follower), "r").await >= 21, "the follower caught up before rejoining");
     let result = produce(&mut client, "r", &["after".to_string()]).await;
     assert_eq!((result.error, result.base_offset), (None, 21));
-    for node in &mut cluster.nodes {
-        node.stop().await;
-    }
+    cluster.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acks_all_is_refused_when_the_isr_is_below_min_insync_replicas() {
     let mut cluster = Cluster::start(3).await;
-    let mut client = cluster.nodes[0].client().await;
+    let mut client = cluster.any_client().await;
     create_topic(&mut client, "r", &[("min.insync.replicas", "3")]).await;
-    let state = cluster.partition("r");
+    let state = cluster.partition("r").await.unwrap();
     let leader = state.leader;
     let follower = *state.replicas.iter().find(|r| **r != leader).unwrap();
     let mut client = cluster.node(leader).client().await;
@@ -237,7 +273,85 @@ async fn acks_all_is_refused_when_the_isr_is_below_min_insync_replicas() {
     cluster.wait_for_partition("r", "the ISR to shrink", |p| p.isr.len() == 2).await;
     let refused = produce(&mut client, "r", &["refused".to_string()]).await;
     assert_eq!(refused.error.map(|e| e.code), Some(ErrorCode::NotEnoughReplicas as i32));
-    for node in cluster.nodes.iter_mut().filter(|n| n.stop.is_some()) {
-        node.stop().await;
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_leader_is_replaced_from_the_isr_and_nothing_acknowledged_is_lost() {
+    let mut cluster = Cluster::start(3).await;
+    let mut client = cluster.any_client().await;
+    create_topic(&mut client, "r", &[("min.insync.replicas", "2")]).await;
+    let before = cluster.partition("r").await.unwrap();
+    let mut leader_client = cluster.node(before.leader).client().await;
+    let mut acknowledged = Vec::new();
+    for i in 0..30 {
+        let value = format!("v{i}");
+        let result = produce(&mut leader_client, "r", std::slice::from_ref(&value)).await;
+        assert_eq!(result.error, None);
+        acknowledged.push((result.base_offset, value));
     }
+    let stopped_at = Instant::now();
+    cluster.node(before.leader).stop().await;
+    let after = cluster.wait_for_partition("r", "a new leader", |p| p.leader != before.leader && p.leader != 0).await;
+    assert!(after.leader_epoch > before.leader_epoch, "the new leader has a new epoch");
+    assert!(before.isr.contains(&after.leader), "the new leader comes from the ISR");
+    let mut new_client = cluster.node(after.leader).client().await;
+    let next = cluster
+        .wait_until("the first write to the new leader", async |_: &Cluster| {
+            let mut client = new_client.clone();
+            let result = produce(&mut client, "r", &["after-failover".to_string()]).await;
+            result.error.is_none().then_some(result.base_offset)
+        })
+        .await;
+    eprintln!("failover: first successful write {} ms after the leader stopped", stopped_at.elapsed().as_millis());
+    assert_eq!(next, 30, "the new leader continues right after the acknowledged records");
+    let request = FetchRequest {
+        partitions: vec![PartitionFetch { topic: "r".into(), partition: 0, offset: 0, max_bytes: 0 }],
+        max_wait_ms: 0,
+        min_bytes: 0,
+        max_bytes: 0,
+    };
+    let fetched = new_client.fetch(request).await.unwrap().into_inner().results.remove(0);
+    let records = rill_proto::batch::decode_records(&fetched.records).unwrap();
+    for (offset, value) in &acknowledged {
+        assert_eq!(records[*offset as usize].value.as_deref(), Some(value.as_bytes()), "offset {offset}");
+    }
+    // The old leader comes back as a follower in the new epoch and rejoins the ISR.
+    cluster.node(before.leader).start();
+    cluster.wait_for_partition("r", "the old leader to rejoin the ISR", |p| p.isr.contains(&before.leader)).await;
+    cluster.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn topic_changes_commit_after_the_active_controller_stops() {
+    let mut cluster = Cluster::start(3).await;
+    let mut client = cluster.any_client().await;
+    let active = client.describe_cluster(DescribeClusterRequest {}).await.unwrap().into_inner().active_controller;
+    cluster.node(active).stop().await;
+    let created = cluster
+        .wait_until("a topic create to commit without the old controller", async |c: &Cluster| {
+            let mut client = c.any_client().await;
+            let request = CreateTopicsRequest {
+                topics: vec![NewTopic {
+                    name: "later".into(),
+                    partitions: 2,
+                    replication_factor: 2,
+                    config: HashMap::new(),
+                }],
+                validate_only: false,
+            };
+            let result = client.create_topics(request).await.ok()?.into_inner().results.remove(0);
+            match result.error {
+                None => Some(true),
+                Some(e) if e.code == ErrorCode::TopicAlreadyExists as i32 => Some(true),
+                Some(_) => None,
+            }
+        })
+        .await;
+    assert!(created);
+    let mut client = cluster.any_client().await;
+    let status = client.describe_cluster(DescribeClusterRequest {}).await.unwrap().into_inner();
+    assert_ne!(status.active_controller, active);
+    assert_eq!(status.voters.len(), 3);
+    cluster.stop_all().await;
 }

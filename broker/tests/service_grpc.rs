@@ -56,7 +56,12 @@ impl TestBroker {
     }
 }
 
-async fn create(client: &mut RillClient<Channel>, name: &str, partitions: u32, config: &[(&str, &str)]) -> Option<Error> {
+async fn create(
+    client: &mut RillClient<Channel>,
+    name: &str,
+    partitions: u32,
+    config: &[(&str, &str)],
+) -> Option<Error> {
     let config: HashMap<String, String> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let request = CreateTopicsRequest {
         topics: vec![NewTopic { name: name.into(), partitions, replication_factor: 1, config }],
@@ -73,7 +78,12 @@ fn batch_of(values: &[&str], timestamp_ms: i64) -> Bytes {
     b.finish()
 }
 
-async fn produce(client: &mut RillClient<Channel>, topic: &str, partition: u32, records: Bytes) -> PartitionProduceResult {
+async fn produce(
+    client: &mut RillClient<Channel>,
+    topic: &str,
+    partition: u32,
+    records: Bytes,
+) -> PartitionProduceResult {
     let request = ProduceRequest {
         acks: Acks::All as i32,
         timeout_ms: 10_000,
@@ -269,7 +279,12 @@ async fn list_offsets_by_timestamp_earliest_and_latest() {
     create(&mut broker.client, "t", 1, &[]).await;
     produce(&mut broker.client, "t", 0, batch_of(&["a", "b"], 1_000)).await;
     produce(&mut broker.client, "t", 0, batch_of(&["c"], 5_000)).await;
-    let query = |spec: OffsetSpec, timestamp_ms: i64| OffsetQuery { topic: "t".into(), partition: 0, spec: spec as i32, timestamp_ms };
+    let query = |spec: OffsetSpec, timestamp_ms: i64| OffsetQuery {
+        topic: "t".into(),
+        partition: 0,
+        spec: spec as i32,
+        timestamp_ms,
+    };
     let request = ListOffsetsRequest {
         queries: vec![
             query(OffsetSpec::Earliest, 0),

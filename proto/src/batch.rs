@@ -195,10 +195,7 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let mut index = 0u32;
     walk_records(batch, &header, |record| {
         if record.offset_delta != index as i32 {
-            return Err(BatchError::Invalid(format!(
-                "record {index} has offset delta {}",
-                record.offset_delta
-            )));
+            return Err(BatchError::Invalid(format!("record {index} has offset delta {}", record.offset_delta)));
         }
         index += 1;
         max_timestamp = max_timestamp.max(header.base_timestamp.saturating_add(record.timestamp_delta));
@@ -270,10 +267,7 @@ fn walk_records(
         visit(RawRecord { timestamp_delta, offset_delta, key, value, headers })?;
     }
     if reader.remaining() != 0 {
-        return Err(BatchError::Invalid(format!(
-            "{} bytes after the last record",
-            reader.remaining()
-        )));
+        return Err(BatchError::Invalid(format!("{} bytes after the last record", reader.remaining())));
     }
     Ok(())
 }
@@ -465,7 +459,13 @@ impl BatchBuilder {
     }
 
     /// Appends a record. Its timestamp is stored as a delta from the batch's first record.
-    pub fn push(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, Option<&[u8]>)]) {
+    pub fn push(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+    ) {
         if self.record_count == 0 {
             self.base_timestamp = timestamp_ms;
         }
@@ -476,7 +476,8 @@ impl BatchBuilder {
             Some(b) => varlong_len(b.len() as i64) + b.len(),
             None => 1,
         };
-        let mut body_len = 1 + varlong_len(timestamp_delta) + varlong_len(offset_delta) + bytes_len(key) + bytes_len(value);
+        let mut body_len =
+            1 + varlong_len(timestamp_delta) + varlong_len(offset_delta) + bytes_len(key) + bytes_len(value);
         body_len += varlong_len(headers.len() as i64);
         for (k, v) in headers {
             body_len += bytes_len(Some(k.as_bytes())) + bytes_len(*v);

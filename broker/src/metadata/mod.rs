@@ -1,13 +1,14 @@
-//! Cluster metadata: the records of the metadata log, the pure state machine that applies them, the durable
-//! log they are written to (a local file today; `raft` replicates it among the controller voters), and the
-//! controller that turns requests into records.
+//! Cluster metadata: the records of the metadata log, the pure state machine that applies them, the pure
+//! planner that decides them, the controller quorum (openraft) that replicates them, and the controller that
+//! ties these together on every voter.
 
 pub mod controller;
-pub mod log;
+pub mod planner;
 pub mod raft;
 pub mod records;
 pub mod state;
 
-pub use controller::{Controller, ControllerError};
-pub use records::{MetadataRecord, PartitionRecord};
+pub use controller::{Controller, HeartbeatReply};
+pub use planner::{ControllerError, TopicPolicy};
+pub use records::{MetadataRecord, NO_LEADER, PartitionRecord};
 pub use state::{BrokerRegistration, MetadataState, PartitionState, TopicState};

@@ -5,10 +5,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// `PartitionRecord::leader` of a partition that has no leader: every ISR member is fenced and unclean
+/// election is off. Node ids start at 1, so 0 names no broker.
+pub const NO_LEADER: u32 = 0;
+
 /// One partition's assignment as the controller decided it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRecord {
     pub replicas: Vec<u32>,
+    /// The leading broker, or `NO_LEADER`.
     pub leader: u32,
     pub leader_epoch: u32,
     pub isr: Vec<u32>,
@@ -19,11 +24,37 @@ pub struct PartitionRecord {
 #[serde(tag = "type")]
 pub enum MetadataRecord {
     /// A broker (re)started. Its broker epoch is the metadata offset of this record, so it grows with every
-    /// registration and tells an old incarnation from a new one.
-    RegisterBroker { broker_id: u32, broker_epoch: u64, address: String },
+    /// registration and tells an old incarnation from a new one. A registered broker starts unfenced.
+    RegisterBroker {
+        broker_id: u32,
+        address: String,
+    },
+    /// The broker missed its session timeout: it leaves every ISR and loses its leaderships (the
+    /// `PartitionChange` records that do so follow in the same proposal).
+    FenceBroker {
+        broker_id: u32,
+        broker_epoch: u64,
+    },
+    /// A fenced broker heartbeats again in the same incarnation.
+    UnfenceBroker {
+        broker_id: u32,
+        broker_epoch: u64,
+    },
     /// A topic and the initial state of each of its partitions.
-    CreateTopic { name: String, topic_id: u64, config: BTreeMap<String, String>, partitions: Vec<PartitionRecord> },
+    CreateTopic {
+        name: String,
+        topic_id: u64,
+        config: BTreeMap<String, String>,
+        partitions: Vec<PartitionRecord>,
+    },
     /// A partition's leader, ISR or epochs changed.
-    PartitionChange { topic: String, partition: u32, change: PartitionRecord },
-    DeleteTopic { name: String, topic_id: u64 },
+    PartitionChange {
+        topic: String,
+        partition: u32,
+        change: PartitionRecord,
+    },
+    DeleteTopic {
+        name: String,
+        topic_id: u64,
+    },
 }

@@ -46,16 +46,24 @@ impl MetadataState {
         assert!(offset >= next, "metadata offsets must strictly increase: {offset} applied after {next}");
         self.next_offset = offset + 1;
         match record {
-            MetadataRecord::RegisterBroker { broker_id, broker_epoch, address } => {
+            MetadataRecord::RegisterBroker { broker_id, address } => {
                 self.brokers.insert(
                     *broker_id,
                     BrokerRegistration {
                         broker_id: *broker_id,
-                        broker_epoch: *broker_epoch,
+                        broker_epoch: offset,
                         address: address.clone(),
                         fenced: false,
                     },
                 );
+            }
+            MetadataRecord::FenceBroker { broker_id, broker_epoch }
+            | MetadataRecord::UnfenceBroker { broker_id, broker_epoch } => {
+                let fence = matches!(record, MetadataRecord::FenceBroker { .. });
+                match self.brokers.get_mut(broker_id) {
+                    Some(b) if b.broker_epoch == *broker_epoch => b.fenced = fence,
+                    _ => return Err(format!("{record:?} at {offset}: no broker {broker_id} in epoch {broker_epoch}")),
+                }
             }
             MetadataRecord::CreateTopic { name, topic_id, config, partitions } => {
                 if self.topics.contains_key(name) {
@@ -73,8 +81,7 @@ impl MetadataState {
                 );
             }
             MetadataRecord::PartitionChange { topic, partition, change } => {
-                let Some(state) =
-                    self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize))
+                let Some(state) = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize))
                 else {
                     return Err(format!("PartitionChange at {offset}: no partition {topic}/{partition}"));
                 };
@@ -125,7 +132,7 @@ mod tests {
     #[test]
     fn replaying_the_same_records_gives_the_same_state() {
         let records = [
-            MetadataRecord::RegisterBroker { broker_id: 1, broker_epoch: 0, address: "a:1".into() },
+            MetadataRecord::RegisterBroker { broker_id: 1, address: "a:1".into() },
             create("t", 0),
             create("u", 1),
             MetadataRecord::DeleteTopic { name: "t".into(), topic_id: 0 },
@@ -166,8 +173,13 @@ mod tests {
     fn partition_change_refuses_epochs_going_backwards() {
         let mut s = MetadataState::default();
         s.apply(0, &create("t", 0)).unwrap();
-        let change = PartitionRecord { replicas: vec![1], leader: 1, leader_epoch: 1, isr: vec![1], partition_epoch: 1 };
-        let rec = |c: &PartitionRecord| MetadataRecord::PartitionChange { topic: "t".into(), partition: 0, change: c.clone() };
+        let change =
+            PartitionRecord { replicas: vec![1], leader: 1, leader_epoch: 1, isr: vec![1], partition_epoch: 1 };
+        let rec = |c: &PartitionRecord| MetadataRecord::PartitionChange {
+            topic: "t".into(),
+            partition: 0,
+            change: c.clone(),
+        };
         s.apply(1, &rec(&change)).unwrap();
         assert!(s.apply(2, &rec(&change)).is_err(), "same partition epoch again");
         assert_eq!(s.topic("t").unwrap().partitions[0].leader_epoch, 1);

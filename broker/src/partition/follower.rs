@@ -111,7 +111,12 @@ impl Partition {
             flushed_offset: request.flushed_offset,
             now_ms: now_ms().max(0) as u64,
         };
-        let reply = self.step(Event::ReplicaFetch(fetch)).expect("a replica fetch is always answered");
+        let reply = {
+            let mut replica = self.lock_replica();
+            self.check_lease(&mut replica);
+            let commands = replica.step(Event::ReplicaFetch(fetch));
+            self.execute(&mut replica, commands).expect("a replica fetch is always answered")
+        };
         let mut response = ReplicaFetchResponse::default();
         match reply {
             FetchReply::Error(error) => response.error = fetch_error_code(error, &mut response) as i32,

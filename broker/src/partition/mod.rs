@@ -120,12 +120,13 @@ fn recover_epochs(log: &Log, name: &str) -> Result<replication::EpochHistory, St
             rebuilt
         }
     };
-    let entries = entries
-        .into_iter()
-        .map(|e| replication::EpochEntry { epoch: e.epoch, start_offset: e.start_offset })
-        .collect();
-    replication::EpochHistory::from_entries(entries)
-        .map_err(|reason| StorageError::Corrupt { segment: log.dir().to_path_buf(), offset: 0, reason })
+    let entries =
+        entries.into_iter().map(|e| replication::EpochEntry { epoch: e.epoch, start_offset: e.start_offset }).collect();
+    replication::EpochHistory::from_entries(entries).map_err(|reason| StorageError::Corrupt {
+        segment: log.dir().to_path_buf(),
+        offset: 0,
+        reason,
+    })
 }
 
 impl Partition {
@@ -279,6 +280,7 @@ impl Partition {
     ) -> Result<(u64, u64, u32), PartitionError> {
         self.check_online()?;
         let mut replica = self.lock_replica();
+        self.check_lease(&mut replica);
         replica.check_produce(acks_all).map_err(|e| match e {
             ProduceError::NotLeader => PartitionError::NotLeader(self.name()),
             ProduceError::NotEnoughReplicas { isr_size, min_insync_replicas } => {
@@ -321,7 +323,12 @@ impl Partition {
 
     /// Waits until `last_offset`, written in `leader_epoch`, is below the high watermark: durable on every
     /// in-sync replica under the topic's policy.
-    pub async fn wait_committed(&self, last_offset: u64, leader_epoch: u32, timeout_ms: u64) -> Result<(), PartitionError> {
+    pub async fn wait_committed(
+        &self,
+        last_offset: u64,
+        leader_epoch: u32,
+        timeout_ms: u64,
+    ) -> Result<(), PartitionError> {
         let mut rx = self.offsets.subscribe();
         let wait = rx.wait_for(|o| {
             o.high_watermark > last_offset || o.failed.is_some() || !o.is_leader || o.leader_epoch != Some(leader_epoch)
@@ -414,7 +421,9 @@ impl Partition {
         let mut replica = self.lock_replica();
         let result = {
             let mut log = self.write_log();
-            log.roll_if_due(now_ms).and_then(|_| log.enforce_retention(now_ms)).map(|deleted| (deleted, log.log_start_offset()))
+            log.roll_if_due(now_ms)
+                .and_then(|_| log.enforce_retention(now_ms))
+                .map(|deleted| (deleted, log.log_start_offset()))
         };
         match result {
             Ok((0, _)) => {}
@@ -481,6 +490,27 @@ impl Partition {
                 })?;
                 Ok(())
             }
+        }
+    }
+
+    /// The broker's controller lease ran out (`valid == false`) or was renewed: a leader without a lease stops
+    /// acting as leader, because the controller may already have elected another.
+    pub fn set_lease(&self, valid: bool, now_ms: i64) {
+        let mut replica = self.lock_replica();
+        if replica.lease_valid() == valid {
+            return;
+        }
+        let event = if valid { Event::LeaseRenewed { now_ms: now_ms.max(0) as u64 } } else { Event::LeaseExpired };
+        let commands = replica.step(event);
+        self.execute(&mut replica, commands);
+    }
+
+    /// Expires the replica's lease if the broker's ran out, checked against the clock at the moment of a
+    /// request (see `ClusterLink::lease_valid`).
+    fn check_lease(&self, replica: &mut Replica) {
+        if replica.lease_valid() && !self.link.lease_valid() {
+            let commands = replica.step(Event::LeaseExpired);
+            self.execute(replica, commands);
         }
     }
 

@@ -43,9 +43,16 @@ impl Partition {
                 }
                 Command::ProposeIsr { proposal_id, leader_epoch, partition_epoch, isr } => {
                     if let Some(me) = self.me.upgrade() {
-                        tokio::task::spawn_blocking(move || {
-                            let result = me.link.alter_partition(&me.topic, me.index, leader_epoch, partition_epoch, isr);
-                            me.step(Event::AlterPartitionResponse { proposal_id, result });
+                        tokio::spawn(async move {
+                            let result =
+                                me.link.alter_partition(&me.topic, me.index, leader_epoch, partition_epoch, isr).await;
+                            // Stepping may persist the epoch history: off the async workers.
+                            let stepped = tokio::task::spawn_blocking(move || {
+                                me.step(Event::AlterPartitionResponse { proposal_id, result });
+                            });
+                            if let Err(e) = stepped.await {
+                                tracing::error!(error = %e, "stepping an ISR change answer failed");
+                            }
                         });
                     }
                 }

@@ -1,17 +1,16 @@
 //! Metadata, DescribeTopic, CreateTopics, DeleteTopics and DescribeCluster.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rill_proto::v1::{
     BrokerInfo, BrokerStatus, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeClusterResponse, DescribeTopicRequest, DescribeTopicResponse, ErrorCode, MetadataRequest,
-    MetadataResponse, PartitionDescription, PartitionMetadata, TopicMetadata, TopicResult,
+    DescribeClusterResponse, DescribeTopicRequest, DescribeTopicResponse, ErrorCode, MetadataRequest, MetadataResponse,
+    PartitionDescription, PartitionMetadata, TopicMetadata, TopicResult,
 };
 
 use super::BrokerCore;
 use super::errors::{self, error};
-use crate::metadata::{Controller, ControllerError, TopicState};
+use crate::metadata::{MetadataState, TopicState};
 
 /// How long a topic change waits for this broker's partitions to reflect it before answering anyway.
 const APPLY_WAIT_MS: u64 = 10_000;
@@ -62,7 +61,7 @@ pub fn metadata(core: &BrokerCore, request: MetadataRequest) -> MetadataResponse
             })
             .collect()
     };
-    MetadataResponse { brokers, controller_id: core.config.node_id, topics }
+    MetadataResponse { brokers, controller_id: core.controller.active_controller().unwrap_or(0), topics }
 }
 
 pub fn describe_topic(core: &BrokerCore, request: DescribeTopicRequest) -> DescribeTopicResponse {
@@ -100,74 +99,112 @@ pub fn describe_topic(core: &BrokerCore, request: DescribeTopicRequest) -> Descr
     }
 }
 
-/// Runs a controller operation off the async workers: it writes and fsyncs the metadata log.
-async fn with_controller<T: Send + 'static>(
-    core: &BrokerCore,
-    op: impl FnOnce(&mut Controller) -> Result<T, ControllerError> + Send + 'static,
-) -> Result<T, Option<rill_proto::v1::Error>> {
-    let controller = Arc::clone(&core.controller);
-    let outcome = tokio::task::spawn_blocking(move || {
-        let mut controller = controller.lock().unwrap_or_else(|p| p.into_inner());
-        op(&mut controller)
-    })
-    .await;
-    match outcome {
-        Ok(result) => result.map_err(|e| errors::from_controller(&e)),
-        Err(e) => Err(error(ErrorCode::Unknown, format!("controller task failed: {e}"))),
-    }
-}
-
-/// Waits until this broker's partitions reflect metadata up to `offset`.
-async fn wait_applied(core: &BrokerCore, offset: u64) {
-    let mut applied = core.partitions.applied();
-    let wait = applied.wait_for(|a| *a >= offset);
+/// Waits until this node's metadata satisfies `done` and its partitions reflect that metadata, so a client
+/// that creates a topic can produce to it at once.
+async fn wait_local(core: &BrokerCore, done: impl Fn(&MetadataState) -> bool) {
+    let wait = async {
+        let mut metadata = core.metadata.clone();
+        let offset = match metadata.wait_for(|s| done(s)).await {
+            Ok(state) => state.next_offset,
+            Err(_) => return,
+        };
+        let mut applied = core.partitions.applied();
+        let _ = applied.wait_for(|a| *a >= offset).await;
+    };
     if tokio::time::timeout(Duration::from_millis(APPLY_WAIT_MS), wait).await.is_err() {
-        tracing::warn!(offset, "partitions did not reflect a metadata change in time");
+        tracing::warn!("this broker's partitions did not reflect a metadata change in time");
     }
 }
 
-pub async fn create_topics(core: &BrokerCore, request: CreateTopicsRequest) -> CreateTopicsResponse {
+/// Creates topics through this node's controller: `NOT_CONTROLLER` for each when it is not the active one.
+pub async fn create_topics_here(core: &BrokerCore, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut results = Vec::new();
-    let mut last_offset = 0;
     for topic in request.topics {
-        let name = topic.name.clone();
-        let validate_only = request.validate_only;
-        let outcome = with_controller(core, move |c| {
-            let config = topic.config.into_iter().collect();
-            c.create_topic(&topic.name, topic.partitions, topic.replication_factor, config, validate_only)
-        })
-        .await;
+        let config = topic.config.into_iter().collect();
+        let outcome = core
+            .controller
+            .create_topic(&topic.name, topic.partitions, topic.replication_factor, config, request.validate_only)
+            .await;
         let error = match outcome {
-            Ok(offset) => {
-                last_offset = last_offset.max(offset);
-                tracing::info!(topic = %name, validate_only, "created topic");
+            Ok(_) => {
+                tracing::info!(topic = %topic.name, validate_only = request.validate_only, "created topic");
                 None
             }
-            Err(e) => e,
+            Err(e) => errors::from_controller(&e),
         };
-        results.push(TopicResult { name, error });
+        results.push(TopicResult { name: topic.name, error });
     }
-    wait_applied(core, last_offset).await;
     CreateTopicsResponse { results }
 }
 
-pub async fn delete_topics(core: &BrokerCore, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn delete_topics_here(core: &BrokerCore, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let mut results = Vec::new();
-    let mut last_offset = 0;
     for name in request.names {
-        let topic = name.clone();
-        let error = match with_controller(core, move |c| c.delete_topic(&topic)).await {
-            Ok(offset) => {
-                last_offset = last_offset.max(offset);
+        let error = match core.controller.delete_topic(&name).await {
+            Ok(_) => {
                 tracing::info!(topic = %name, "deleted topic");
                 None
             }
-            Err(e) => e,
+            Err(e) => errors::from_controller(&e),
         };
         results.push(TopicResult { name, error });
     }
-    wait_applied(core, last_offset).await;
     DeleteTopicsResponse { results }
+}
+
+fn unavailable(message: &str) -> Option<rill_proto::v1::Error> {
+    error(ErrorCode::Timeout, format!("the controller did not answer: {message}"))
+}
+
+/// CreateTopics from a client: served by the active controller wherever it runs.
+pub async fn create_topics(core: &BrokerCore, request: CreateTopicsRequest) -> CreateTopicsResponse {
+    let response = if core.controller.is_active() {
+        create_topics_here(core, request.clone()).await
+    } else {
+        match core.link.forward_create_topics(request.clone()).await {
+            Ok(response) => response,
+            Err(e) => CreateTopicsResponse {
+                results: request
+                    .topics
+                    .iter()
+                    .map(|t| TopicResult { name: t.name.clone(), error: unavailable(&e) })
+                    .collect(),
+            },
+        }
+    };
+    let created: Vec<String> = response
+        .results
+        .iter()
+        .filter(|r| r.error.is_none() && !request.validate_only)
+        .map(|r| r.name.clone())
+        .collect();
+    if !created.is_empty() {
+        wait_local(core, |state| created.iter().all(|name| state.topic(name).is_some())).await;
+    }
+    response
+}
+
+/// DeleteTopics from a client: served by the active controller wherever it runs.
+pub async fn delete_topics(core: &BrokerCore, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let response = if core.controller.is_active() {
+        delete_topics_here(core, request.clone()).await
+    } else {
+        match core.link.forward_delete_topics(request.clone()).await {
+            Ok(response) => response,
+            Err(e) => DeleteTopicsResponse {
+                results: request
+                    .names
+                    .iter()
+                    .map(|n| TopicResult { name: n.clone(), error: unavailable(&e) })
+                    .collect(),
+            },
+        }
+    };
+    let deleted: Vec<String> = response.results.iter().filter(|r| r.error.is_none()).map(|r| r.name.clone()).collect();
+    if !deleted.is_empty() {
+        wait_local(core, |state| deleted.iter().all(|name| state.topic(name).is_none())).await;
+    }
+    response
 }
 
 pub fn describe_cluster(core: &BrokerCore) -> DescribeClusterResponse {
@@ -183,8 +220,7 @@ pub fn describe_cluster(core: &BrokerCore) -> DescribeClusterResponse {
                 broker_epoch: b.broker_epoch,
             })
             .collect(),
-        // One node runs a one-voter controller quorum inside the broker process.
-        active_controller: core.config.node_id,
-        voters: vec![core.config.node_id],
+        active_controller: core.controller.active_controller().unwrap_or(0),
+        voters: core.controller.voters(),
     }
 }

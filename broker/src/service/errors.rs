@@ -11,7 +11,11 @@ use crate::partition::{Offline, PartitionError};
 fn retriable(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::NotLeader | ErrorCode::NotEnoughReplicas | ErrorCode::Timeout | ErrorCode::ShuttingDown
+        ErrorCode::NotLeader
+            | ErrorCode::NotEnoughReplicas
+            | ErrorCode::Timeout
+            | ErrorCode::ShuttingDown
+            | ErrorCode::NotController
     )
 }
 
@@ -84,7 +88,9 @@ pub fn from_controller(e: &ControllerError) -> Option<Error> {
         ControllerError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
         ControllerError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
         ControllerError::InvalidConfig(_) => ErrorCode::InvalidConfig,
-        ControllerError::Storage(_) => ErrorCode::StorageError,
+        ControllerError::NotController { .. } => ErrorCode::NotController,
+        ControllerError::Unavailable(_) => ErrorCode::Timeout,
+        ControllerError::StaleBrokerEpoch { .. } => ErrorCode::StaleBrokerEpoch,
     };
     error(code, e.to_string())
 }

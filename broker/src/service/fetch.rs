@@ -122,8 +122,7 @@ async fn long_poll(
 }
 
 pub async fn fetch(core: &BrokerCore, request: FetchRequest) -> FetchResponse {
-    let results =
-        long_poll(core, &request.partitions, request.max_wait_ms, request.min_bytes, request.max_bytes).await;
+    let results = long_poll(core, &request.partitions, request.max_wait_ms, request.min_bytes, request.max_bytes).await;
     FetchResponse { results }
 }
 
@@ -168,7 +167,8 @@ pub fn list_offsets(core: &BrokerCore, request: ListOffsetsRequest) -> ListOffse
         .queries
         .iter()
         .map(|q| {
-            let mut result = OffsetResult { topic: q.topic.clone(), partition: q.partition, timestamp_ms: -1, ..Default::default() };
+            let mut result =
+                OffsetResult { topic: q.topic.clone(), partition: q.partition, timestamp_ms: -1, ..Default::default() };
             let Some(partition) = core.partitions.get(&q.topic, q.partition) else {
                 result.error = errors::missing_partition(core, &q.topic, q.partition);
                 return result;

@@ -66,7 +66,8 @@ pub async fn produce(core: &BrokerCore, request: ProduceRequest) -> ProduceRespo
     let mut results = Vec::with_capacity(request.partitions.len());
     let mut to_await = Vec::new();
     for (index, p) in request.partitions.iter().enumerate() {
-        let mut result = PartitionProduceResult { topic: p.topic.clone(), partition: p.partition, ..Default::default() };
+        let mut result =
+            PartitionProduceResult { topic: p.topic.clone(), partition: p.partition, ..Default::default() };
         let Ok(acks) = acks else {
             result.error = error(ErrorCode::InvalidRequest, format!("unknown acks value {}", request.acks));
             results.push(result);

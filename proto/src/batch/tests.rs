@@ -110,7 +110,10 @@ fn record_strategy() -> impl Strategy<Value = RecordSpec> {
         -1_000_000i64..1_000_000_000_000,
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
-        proptest::collection::vec(("[a-z]{0,8}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8))), 0..3),
+        proptest::collection::vec(
+            ("[a-z]{0,8}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8))),
+            0..3,
+        ),
     )
 }
 

@@ -328,7 +328,7 @@ impl MetadataQuorum {
     ///
     /// # Errors
     /// The Raft task had already failed.
-    pub async fn shutdown(self) -> Result<(), QuorumError> {
+    pub async fn shutdown(&self) -> Result<(), QuorumError> {
         self.raft.shutdown().await.map_err(|e| QuorumError::Stopped(format!("raft task failed: {e}")))
     }
 }

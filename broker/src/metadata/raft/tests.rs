@@ -14,8 +14,7 @@ fn log_id(term: u64, index: u64) -> LogId<u64> {
 }
 
 fn entry(term: u64, index: u64) -> Entry {
-    let record =
-        MetadataRecord::RegisterBroker { broker_id: index as u32, broker_epoch: index, address: format!("h:{index}") };
+    let record = MetadataRecord::RegisterBroker { broker_id: index as u32, address: format!("h:{index}") };
     Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(Proposal { records: vec![record] }) }
 }
 

@@ -1,0 +1,184 @@
+use super::*;
+
+fn policy() -> TopicPolicy {
+    TopicPolicy { defaults: BTreeMap::new(), batch_bytes_max: 1 << 20, default_replication_factor: 3 }
+}
+
+/// Plans against the state and applies the plan.
+fn step(state: &mut MetadataState, plan: impl FnOnce(&MetadataState) -> Vec<MetadataRecord>) {
+    let records = plan(state);
+    apply(state, &records);
+}
+
+/// Applies records at consecutive offsets after the state's current one.
+fn apply(state: &mut MetadataState, records: &[MetadataRecord]) {
+    for record in records {
+        let offset = state.next_offset;
+        state.apply(offset, record).unwrap();
+    }
+}
+
+/// Three registered brokers and topic "t" with one partition on all three (leader 1).
+fn cluster() -> MetadataState {
+    let mut state = MetadataState::default();
+    for id in 1..=3 {
+        let records = register_broker(&state, id, &format!("h:{id}"));
+        apply(&mut state, &records);
+    }
+    let records = create_topic(&state, &policy(), "t", 1, 3, BTreeMap::new()).unwrap();
+    apply(&mut state, &records);
+    state
+}
+
+fn partition(state: &MetadataState) -> PartitionRecord {
+    state.topic("t").unwrap().partitions[0].clone()
+}
+
+#[test]
+fn broker_epoch_is_the_offset_of_its_registration_and_grows_on_restart() {
+    let mut state = cluster();
+    let first = state.brokers[&2].broker_epoch;
+    step(&mut state, |s| register_broker(s, 2, "h:2"));
+    assert!(state.brokers[&2].broker_epoch > first);
+}
+
+#[test]
+fn a_restarted_leader_gets_a_new_leader_epoch() {
+    let mut state = cluster();
+    let before = partition(&state);
+    step(&mut state, |s| register_broker(s, before.leader, "h:1"));
+    let after = partition(&state);
+    assert_eq!(after.leader, before.leader);
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    assert_eq!(after.partition_epoch, before.partition_epoch + 1);
+}
+
+#[test]
+fn placement_spreads_replicas_and_leaders_across_live_brokers() {
+    let state = cluster();
+    let records = create_topic(&state, &policy(), "wide", 6, 2, BTreeMap::new()).unwrap();
+    let MetadataRecord::CreateTopic { partitions, .. } = &records[0] else { panic!() };
+    let mut leaders = BTreeMap::new();
+    for p in partitions {
+        assert_eq!(p.replicas.len(), 2);
+        assert_ne!(p.replicas[0], p.replicas[1]);
+        *leaders.entry(p.leader).or_insert(0) += 1;
+    }
+    assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2], "{leaders:?}");
+}
+
+#[test]
+fn replication_factor_above_live_brokers_is_refused() {
+    let mut state = cluster();
+    step(&mut state, |s| fence_broker(s, 3, &policy()));
+    let err = create_topic(&state, &policy(), "u", 1, 3, BTreeMap::new()).unwrap_err();
+    assert!(err.to_string().contains("exceeds the 2 live broker(s)"), "{err}");
+}
+
+#[test]
+fn fencing_the_leader_elects_the_next_isr_member_in_a_new_epoch() {
+    let mut state = cluster();
+    let before = partition(&state);
+    step(&mut state, |s| fence_broker(s, before.leader, &policy()));
+    let after = partition(&state);
+    assert!(state.brokers[&before.leader].fenced);
+    assert_ne!(after.leader, before.leader);
+    assert!(before.isr.contains(&after.leader), "clean election picks from the ISR");
+    assert!(!after.isr.contains(&before.leader));
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    assert!(after.partition_epoch > before.partition_epoch);
+}
+
+#[test]
+fn fencing_a_follower_only_shrinks_the_isr() {
+    let mut state = cluster();
+    let before = partition(&state);
+    let follower = *before.isr.iter().find(|id| **id != before.leader).unwrap();
+    step(&mut state, |s| fence_broker(s, follower, &policy()));
+    let after = partition(&state);
+    assert_eq!((after.leader, after.leader_epoch), (before.leader, before.leader_epoch));
+    assert!(!after.isr.contains(&follower));
+}
+
+#[test]
+fn with_no_live_isr_member_the_partition_goes_leaderless_and_returns_with_its_last_member() {
+    let mut state = cluster();
+    for id in [2, 3, 1] {
+        step(&mut state, |s| fence_broker(s, id, &policy()));
+    }
+    let offline = partition(&state);
+    assert_eq!(offline.leader, NO_LEADER);
+    assert_eq!(offline.isr.len(), 1, "the ISR keeps its last member: {offline:?}");
+    let last = offline.isr[0];
+    // Another replica coming back cannot lead: it may lack acknowledged records.
+    let other = if last == 2 { 3 } else { 2 };
+    step(&mut state, |s| unfence_broker(s, other));
+    assert_eq!(partition(&state).leader, NO_LEADER);
+    step(&mut state, |s| unfence_broker(s, last));
+    let back = partition(&state);
+    assert_eq!(back.leader, last);
+    assert!(back.leader_epoch > offline.leader_epoch);
+}
+
+#[test]
+fn unclean_election_is_an_opt_in() {
+    let mut state = cluster();
+    let config: BTreeMap<_, _> = [("unclean.leader.election.enable".to_string(), "true".to_string())].into();
+    step(&mut state, |s| create_topic(s, &policy(), "u", 1, 3, config).unwrap());
+    for id in [2, 3] {
+        step(&mut state, |s| fence_broker(s, id, &policy()));
+    }
+    step(&mut state, |s| unfence_broker(s, 2));
+    step(&mut state, |s| fence_broker(s, 1, &policy()));
+    let u = state.topic("u").unwrap().partitions[0].clone();
+    assert_eq!(u.leader, 2, "unclean: a live replica outside the ISR leads");
+    assert_eq!(partition(&state).leader, NO_LEADER, "clean topic stays offline");
+}
+
+#[test]
+fn alter_partition_checks_leader_epoch_partition_epoch_and_eligibility() {
+    let mut state = cluster();
+    let p = partition(&state);
+    let shrunk: Vec<u32> = vec![p.leader];
+    assert_eq!(
+        alter_partition(&state, "t", 0, p.leader, p.leader_epoch + 1, p.partition_epoch, shrunk.clone()).unwrap_err(),
+        AlterPartitionError::FencedLeaderEpoch
+    );
+    assert_eq!(
+        alter_partition(&state, "t", 0, p.leader, p.leader_epoch, p.partition_epoch + 1, shrunk.clone()).unwrap_err(),
+        AlterPartitionError::StalePartitionEpoch
+    );
+    let (records, accepted) =
+        alter_partition(&state, "t", 0, p.leader, p.leader_epoch, p.partition_epoch, shrunk).unwrap();
+    apply(&mut state, &records);
+    assert_eq!(partition(&state).isr, accepted.isr);
+    // Adding back a fenced broker is refused.
+    let out = *p.replicas.iter().find(|id| **id != p.leader).unwrap();
+    step(&mut state, |s| fence_broker(s, out, &policy()));
+    let now = partition(&state);
+    assert_eq!(
+        alter_partition(&state, "t", 0, now.leader, now.leader_epoch, now.partition_epoch, vec![now.leader, out])
+            .unwrap_err(),
+        AlterPartitionError::IneligibleReplica
+    );
+}
+
+#[test]
+fn invalid_topics_are_refused_with_their_reason() {
+    let state = cluster();
+    assert!(matches!(
+        create_topic(&state, &policy(), "t", 1, 1, BTreeMap::new()),
+        Err(ControllerError::TopicExists(_))
+    ));
+    assert!(matches!(
+        create_topic(&state, &policy(), "a/b", 1, 1, BTreeMap::new()),
+        Err(ControllerError::InvalidTopicName { .. })
+    ));
+    assert!(matches!(
+        create_topic(&state, &policy(), "u", 0, 1, BTreeMap::new()),
+        Err(ControllerError::InvalidPartitions(_))
+    ));
+    let config: BTreeMap<_, _> = [("min.insync.replicas".to_string(), "3".to_string())].into();
+    assert!(matches!(create_topic(&state, &policy(), "u", 1, 2, config), Err(ControllerError::InvalidConfig(_))));
+    assert!(matches!(delete_topic(&state, "nope"), Err(ControllerError::UnknownTopic(_))));
+}
