@@ -107,14 +107,20 @@ impl ClusterLink {
         Ok(channel)
     }
 
+    /// A channel to `broker` for broker-to-broker traffic. Every broker is a controller voter, and the voter
+    /// list names the address peers reach it at, which may differ from the address it advertises to clients
+    /// (in Docker: a container name inside the network, a published port outside it).
     fn broker_channel(&self, broker: u32) -> Result<Channel, String> {
-        let address = self
-            .metadata
-            .borrow()
-            .brokers
-            .get(&broker)
-            .map(|b| b.address.clone())
-            .ok_or_else(|| format!("broker {broker} is not registered"))?;
+        let address = match self.voters.get(&broker) {
+            Some(address) => address.clone(),
+            None => self
+                .metadata
+                .borrow()
+                .brokers
+                .get(&broker)
+                .map(|b| b.address.clone())
+                .ok_or_else(|| format!("broker {broker} is not registered"))?,
+        };
         self.channel_to(&address)
     }
 

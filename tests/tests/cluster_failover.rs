@@ -3,11 +3,7 @@
 //! history is checked against what the cluster finally holds (no acknowledged write lost or moved) and
 //! replicas compared byte for byte below the high watermark (HW).
 //!
-//! Behind the `cluster` feature (`cargo test -p rill-tests --features cluster --test cluster_failover`) until
-//! the broker runs as a replicated cluster (`--controller-voters` and friends); the default suite skips it.
 //! Clusters are heavy, so the tests of this file run one at a time.
-
-#![cfg(feature = "cluster")]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
