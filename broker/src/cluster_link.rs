@@ -142,6 +142,21 @@ impl ClusterLink {
         }
     }
 
+    /// `broker`'s own view of a topic's partitions (`DescribeTopic` with `local_only`), or `None` if it does
+    /// not answer within a short deadline.
+    pub async fn describe_topic_at(&self, broker: u32, topic: &str) -> Option<rill_proto::v1::DescribeTopicResponse> {
+        let channel = self.broker_channel(broker).ok()?;
+        let mut client = rill_proto::v1::rill_client::RillClient::new(channel);
+        let request = rill_proto::v1::DescribeTopicRequest { name: topic.to_string(), local_only: true };
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS));
+        let call = tokio::time::timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS), client.describe_topic(request));
+        match call.await {
+            Ok(Ok(response)) => Some(response.into_inner()),
+            _ => None,
+        }
+    }
+
     /// A gRPC client to the active controller when it is another node; `None` when it is this one.
     fn remote_controller(&self) -> Result<Option<ControllerClient<Channel>>, String> {
         match self.controller.active_controller() {

@@ -183,7 +183,11 @@ async fn create_topic(client: &mut RillClient<Channel>, name: &str, config: &[(&
 
 async fn log_end_on(node: &Node, topic: &str) -> u64 {
     let mut client = node.client().await;
-    let described = client.describe_topic(DescribeTopicRequest { name: topic.into() }).await.unwrap().into_inner();
+    let described = client
+        .describe_topic(DescribeTopicRequest { name: topic.into(), local_only: true })
+        .await
+        .unwrap()
+        .into_inner();
     described.partitions[0].log_end_offset
 }
 
@@ -229,6 +233,10 @@ async fn acknowledged_records_are_on_every_in_sync_replica_byte_for_byte() {
     };
     let result = follower_client.fetch(request).await.unwrap().into_inner().results.remove(0);
     assert_eq!(result.error.map(|e| e.code), Some(ErrorCode::NotLeader as i32));
+    // Any node describes the partition with the leader's offsets.
+    let request = DescribeTopicRequest { name: "r".into(), local_only: false };
+    let described = follower_client.describe_topic(request).await.unwrap().into_inner();
+    assert_eq!((described.partitions[0].high_watermark, described.partitions[0].log_end_offset), (1000, 1000));
     cluster.stop_all().await;
 }
 

@@ -103,7 +103,7 @@ async fn fetch(client: &mut RillClient<Channel>, topic: &str, offset: u64, max_w
 }
 
 async fn describe(client: &mut RillClient<Channel>, topic: &str) -> PartitionDescription {
-    let request = DescribeTopicRequest { name: topic.into() };
+    let request = DescribeTopicRequest { name: topic.into(), local_only: false };
     client.describe_topic(request).await.unwrap().into_inner().partitions.remove(0)
 }
 

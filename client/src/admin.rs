@@ -203,7 +203,7 @@ impl Admin {
     ///
     /// Cancel safe: it only reads.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
-        let request = v1::DescribeTopicRequest { name: name.to_owned() };
+        let request = v1::DescribeTopicRequest { name: name.to_owned(), local_only: false };
         let response = self
             .retrying(|| {
                 self.cluster.call_any(|mut client| {

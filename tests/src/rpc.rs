@@ -90,7 +90,7 @@ pub async fn describe_partition(
     topic: &str,
     partition: u32,
 ) -> anyhow::Result<v1::PartitionDescription> {
-    let request = v1::DescribeTopicRequest { name: topic.to_owned() };
+    let request = v1::DescribeTopicRequest { name: topic.to_owned(), local_only: true };
     let response = connect(address)
         .await?
         .describe_topic(request)

@@ -10,7 +10,7 @@ use rill_proto::v1::{
 
 use super::BrokerCore;
 use super::errors::{self, error};
-use crate::metadata::{MetadataState, TopicState};
+use crate::metadata::{MetadataState, NO_LEADER, TopicState};
 
 /// How long a topic change waits for this broker's partitions to reflect it before answering anyway.
 const APPLY_WAIT_MS: u64 = 10_000;
@@ -64,7 +64,7 @@ pub fn metadata(core: &BrokerCore, request: MetadataRequest) -> MetadataResponse
     MetadataResponse { brokers, controller_id: core.controller.active_controller().unwrap_or(0), topics }
 }
 
-pub fn describe_topic(core: &BrokerCore, request: DescribeTopicRequest) -> DescribeTopicResponse {
+pub async fn describe_topic(core: &BrokerCore, request: DescribeTopicRequest) -> DescribeTopicResponse {
     let state = core.metadata.borrow().clone();
     let Some(topic) = state.topic(&request.name) else {
         return DescribeTopicResponse {
@@ -73,7 +73,7 @@ pub fn describe_topic(core: &BrokerCore, request: DescribeTopicRequest) -> Descr
             ..Default::default()
         };
     };
-    let partitions = topic
+    let mut partitions: Vec<PartitionDescription> = topic
         .partitions
         .iter()
         .enumerate()
@@ -91,6 +91,23 @@ pub fn describe_topic(core: &BrokerCore, request: DescribeTopicRequest) -> Descr
             }
         })
         .collect();
+    if !request.local_only {
+        // Only a partition's leader knows its current HW (a follower learns it a fetch later): take each
+        // remote leader's own view of the partitions it leads.
+        let mut leaders: Vec<u32> = partitions.iter().map(|p| p.leader).collect();
+        leaders.sort_unstable();
+        leaders.dedup();
+        for leader in leaders.into_iter().filter(|l| *l != core.config.node_id && *l != NO_LEADER) {
+            let Some(remote) = core.link.describe_topic_at(leader, &topic.name).await else { continue };
+            for theirs in remote.partitions.into_iter().filter(|p| p.leader == leader) {
+                if let Some(ours) = partitions.get_mut(theirs.partition as usize) {
+                    ours.log_start_offset = theirs.log_start_offset;
+                    ours.high_watermark = theirs.high_watermark;
+                    ours.log_end_offset = theirs.log_end_offset;
+                }
+            }
+        }
+    }
     DescribeTopicResponse {
         error: None,
         name: topic.name.clone(),

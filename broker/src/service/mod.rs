@@ -104,7 +104,7 @@ impl Rill for RillService {
         request: Request<DescribeTopicRequest>,
     ) -> Result<Response<DescribeTopicResponse>, Status> {
         self.core.await_ready().await?;
-        Ok(Response::new(admin::describe_topic(&self.core, request.into_inner())))
+        Ok(Response::new(admin::describe_topic(&self.core, request.into_inner()).await))
     }
 
     async fn create_topics(

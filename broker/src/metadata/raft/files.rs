@@ -2,7 +2,7 @@
 //! frames and atomic whole-file replacement.
 //!
 //! A frame is `[length: u32 BE][crc32c of payload: u32 BE][payload]`, the framing of `metadata/log.rs`, so
-//! every metadata file on disk is checked the same way (docs/FORMAT-raft.md).
+//! every metadata file on disk is checked the same way (docs/FORMAT.md ("Controller quorum")).
 
 use std::fs::File;
 use std::io::Write;

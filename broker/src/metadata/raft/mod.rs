@@ -4,7 +4,7 @@
 //!
 //! Pieces: `types` (openraft type config), `segments` + `log_store` (the durable raft log), `state_machine`
 //! (applies entries with `MetadataState::apply`, snapshots), `network` (gRPC client to peers) and `service`
-//! (the `ControllerRaft` gRPC server). On-disk formats are in docs/FORMAT-raft.md.
+//! (the `ControllerRaft` gRPC server). On-disk formats are in docs/FORMAT.md ("Controller quorum").
 
 mod files;
 pub mod log_store;

@@ -1,6 +1,6 @@
 //! The raft log on disk: segment files of CRC-framed entries plus the durable-state file (vote, committed log
 //! id, last purged log id). Synchronous file IO only; `log_store.rs` runs it on blocking threads and adapts it
-//! to openraft. Byte layouts are in docs/FORMAT-raft.md.
+//! to openraft. Byte layouts are in docs/FORMAT.md ("Controller quorum").
 //!
 //! Segments are named by the index of their first entry (`log-00000000000000000001.raft`) and roll once they
 //! pass `segment_bytes_max`, so purging the log behind a snapshot deletes whole files instead of rewriting one.
