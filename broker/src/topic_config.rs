@@ -17,7 +17,7 @@ pub const TOPIC_KEYS: &[(&str, &str)] = &[
     ("retention.bytes", "keep at most this many bytes per partition; -1 = no limit (default -1)"),
     ("max.message.bytes", "largest record batch in bytes (default: the broker's batch-bytes-max)"),
     ("index.interval.bytes", "bytes between sparse index entries (default 4096)"),
-    ("min.insync.replicas", "in-sync replicas an acks=all write needs (default 1)"),
+    ("min.insync.replicas", "in-sync replicas an acks=all write needs (default 2 with 3+ replicas, else 1)"),
     ("unclean.leader.election.enable", "elect a leader from outside the ISR, risking loss (default false)"),
 ];
 

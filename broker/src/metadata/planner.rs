@@ -141,6 +141,14 @@ pub fn create_topic(
             live.len()
         )));
     }
+    let mut config = config;
+    if !config.contains_key("min.insync.replicas") && !policy.defaults.contains_key("min.insync.replicas") {
+        // With three or more replicas an acks=all write waits for at least two, so one lost disk cannot lose
+        // it; with fewer there is no second replica to require. Recorded in the topic's config so that
+        // describing the topic shows it.
+        let default = if replication_factor >= 3 { 2 } else { 1 };
+        config.insert("min.insync.replicas".to_string(), default.to_string());
+    }
     let topic_config = TopicConfig::parse(&config, &policy.defaults, policy.batch_bytes_max)
         .map_err(ControllerError::InvalidConfig)?;
     if topic_config.min_insync_replicas > replication_factor {

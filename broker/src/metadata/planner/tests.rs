@@ -164,6 +164,21 @@ fn alter_partition_checks_leader_epoch_partition_epoch_and_eligibility() {
 }
 
 #[test]
+fn min_insync_replicas_defaults_to_two_from_three_replicas_on() {
+    let state = cluster();
+    let min_isr = |rf: u32| {
+        let records = create_topic(&state, &policy(), "m", 1, rf, BTreeMap::new()).unwrap();
+        let MetadataRecord::CreateTopic { config, .. } = &records[0] else { panic!() };
+        config["min.insync.replicas"].clone()
+    };
+    assert_eq!((min_isr(1), min_isr(2), min_isr(3)), ("1".to_string(), "1".to_string(), "2".to_string()));
+    let explicit: BTreeMap<_, _> = [("min.insync.replicas".to_string(), "3".to_string())].into();
+    let records = create_topic(&state, &policy(), "m", 1, 3, explicit).unwrap();
+    let MetadataRecord::CreateTopic { config, .. } = &records[0] else { panic!() };
+    assert_eq!(config["min.insync.replicas"], "3");
+}
+
+#[test]
 fn invalid_topics_are_refused_with_their_reason() {
     let state = cluster();
     assert!(matches!(
