@@ -31,7 +31,7 @@ pub struct Args {
     /// Address clients are told to reach this node at [default: the listen address].
     #[arg(long, env = "RILL_ADVERTISED_ADDRESS")]
     pub advertised_address: Option<String>,
-    /// Log filter in `RUST_LOG` syntax, e.g. `info,rill_storage=debug` [default: $RUST_LOG or info].
+    /// Log filter in `RUST_LOG` syntax, e.g. `info,rill_storage=debug` [default: $RUST_LOG or info,openraft=warn].
     #[arg(long, env = "RILL_LOG")]
     pub log: Option<String>,
     /// Largest record batch accepted, in bytes [default: 8 MiB].

@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
     };
     let filter = match &config.log_filter {
         Some(f) => EnvFilter::try_new(f),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info,openraft=warn")),
     };
     let filter = match filter {
         Ok(f) => f,
