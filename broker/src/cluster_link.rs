@@ -316,46 +316,55 @@ impl ClusterLink {
 
     /// Forwards a CreateTopics request to the active controller (another node).
     pub async fn forward_create_topics(&self, request: CreateTopicsRequest) -> Result<CreateTopicsResponse, String> {
-        self.with_controller("create topics", |remote| {
-            let request = request.clone();
+        self.forward("create topics", request, |mut client, request| async move { client.create_topics(request).await })
+            .await
+    }
+
+    /// Forwards a DeleteTopics request to the active controller (another node).
+    pub async fn forward_delete_topics(&self, request: DeleteTopicsRequest) -> Result<DeleteTopicsResponse, String> {
+        self.forward("delete topics", request, |mut client, request| async move { client.delete_topics(request).await })
+            .await
+    }
+
+    /// Sends a topic request to the active controller, again wherever it moved if a result says
+    /// `NOT_CONTROLLER`.
+    async fn forward<Req, Resp, F, Fut>(&self, what: &str, request: Req, call: F) -> Result<Resp, String>
+    where
+        Req: Clone,
+        Resp: TopicResults,
+        F: Fn(ControllerClient<Channel>, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        self.with_controller(what, |remote| {
+            let attempt = remote.map(|client| call(client, request.clone()));
             async move {
-                let Some(mut client) = remote else { return Attempt::Retry("this node became the controller".into()) };
-                match client.create_topics(request).await {
-                    Ok(response) => {
-                        let response = response.into_inner();
-                        if response.results.iter().any(|r| is_not_controller(&r.error)) {
-                            Attempt::Retry("the controller moved".into())
-                        } else {
-                            Attempt::Done(response)
-                        }
-                    }
+                let Some(attempt) = attempt else { return Attempt::Retry("this node became the controller".into()) };
+                match attempt.await {
+                    Ok(response) if response.get_ref().moved() => Attempt::Retry("the controller moved".into()),
+                    Ok(response) => Attempt::Done(response.into_inner()),
                     Err(status) => Attempt::Retry(status.to_string()),
                 }
             }
         })
         .await
     }
+}
 
-    /// Forwards a DeleteTopics request to the active controller (another node).
-    pub async fn forward_delete_topics(&self, request: DeleteTopicsRequest) -> Result<DeleteTopicsResponse, String> {
-        self.with_controller("delete topics", |remote| {
-            let request = request.clone();
-            async move {
-                let Some(mut client) = remote else { return Attempt::Retry("this node became the controller".into()) };
-                match client.delete_topics(request).await {
-                    Ok(response) => {
-                        let response = response.into_inner();
-                        if response.results.iter().any(|r| is_not_controller(&r.error)) {
-                            Attempt::Retry("the controller moved".into())
-                        } else {
-                            Attempt::Done(response)
-                        }
-                    }
-                    Err(status) => Attempt::Retry(status.to_string()),
-                }
-            }
-        })
-        .await
+/// A response with one result per topic.
+trait TopicResults {
+    /// Whether a result says the node was not the active controller (it lost leadership meanwhile).
+    fn moved(&self) -> bool;
+}
+
+impl TopicResults for CreateTopicsResponse {
+    fn moved(&self) -> bool {
+        self.results.iter().any(|r| is_not_controller(&r.error))
+    }
+}
+
+impl TopicResults for DeleteTopicsResponse {
+    fn moved(&self) -> bool {
+        self.results.iter().any(|r| is_not_controller(&r.error))
     }
 }
 

@@ -46,6 +46,14 @@ async fn connect(port: u16) -> RillClient<Channel> {
     panic!("broker on port {port} did not answer");
 }
 
+/// Creates the one-partition topic "crash" the producers write to.
+async fn create_topic(client: &mut RillClient<Channel>) {
+    let topic = NewTopic { name: "crash".into(), partitions: 1, replication_factor: 1, config: Default::default() };
+    let request = CreateTopicsRequest { topics: vec![topic], validate_only: false };
+    let created = client.create_topics(request).await.unwrap().into_inner();
+    assert_eq!(created.results[0].error, None);
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -104,17 +112,7 @@ async fn every_acknowledged_record_survives_kill_9_in_order() {
     let port = free_port();
     let broker = start(dir.path(), port);
     let mut client = connect(port).await;
-    let create = CreateTopicsRequest {
-        topics: vec![NewTopic {
-            name: "crash".into(),
-            partitions: 1,
-            replication_factor: 1,
-            config: Default::default(),
-        }],
-        validate_only: false,
-    };
-    let created = client.create_topics(create).await.unwrap().into_inner();
-    assert_eq!(created.results[0].error, None);
+    create_topic(&mut client).await;
 
     let acked: Acked = Arc::default();
     let producers: Vec<_> =
@@ -169,16 +167,7 @@ async fn sigterm_finishes_in_flight_writes_and_leaves_a_clean_shutdown_marker() 
     let port = free_port();
     let mut broker = start(dir.path(), port);
     let mut client = connect(port).await;
-    let create = CreateTopicsRequest {
-        topics: vec![NewTopic {
-            name: "crash".into(),
-            partitions: 1,
-            replication_factor: 1,
-            config: Default::default(),
-        }],
-        validate_only: false,
-    };
-    client.create_topics(create).await.unwrap();
+    create_topic(&mut client).await;
     let acked: Acked = Arc::default();
     let producer = tokio::spawn(produce_until_failure(client.clone(), 0, acked.clone()));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
