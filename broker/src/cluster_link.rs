@@ -13,8 +13,8 @@ use rill_proto::v1::controller_client::ControllerClient;
 use rill_proto::v1::replication_client::ReplicationClient;
 use rill_proto::v1::{
     AlterPartitionErrorCode, AlterPartitionRequest, BrokerHeartbeatRequest, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, ErrorCode, RegisterBrokerRequest, ReplicaFetchRequest,
-    ReplicaFetchResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, ErrorCode, InitProducerIdRequest, InitProducerIdResponse,
+    RegisterBrokerRequest, ReplicaFetchRequest, ReplicaFetchResponse,
 };
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
@@ -326,12 +326,22 @@ impl ClusterLink {
             .await
     }
 
-    /// Sends a topic request to the active controller, again wherever it moved if a result says
-    /// `NOT_CONTROLLER`.
+    /// Forwards an InitProducerId request to the active controller (another node).
+    pub async fn forward_init_producer_id(
+        &self,
+        request: InitProducerIdRequest,
+    ) -> Result<InitProducerIdResponse, String> {
+        self.forward("init producer id", request, |mut client, request| async move {
+            client.init_producer_id(request).await
+        })
+        .await
+    }
+
+    /// Sends a request to the active controller, again wherever it moved if the answer says `NOT_CONTROLLER`.
     async fn forward<Req, Resp, F, Fut>(&self, what: &str, request: Req, call: F) -> Result<Resp, String>
     where
         Req: Clone,
-        Resp: TopicResults,
+        Resp: ControllerAnswer,
         F: Fn(ControllerClient<Channel>, Req) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
@@ -350,19 +360,24 @@ impl ClusterLink {
     }
 }
 
-/// A response with one result per topic.
-trait TopicResults {
-    /// Whether a result says the node was not the active controller (it lost leadership meanwhile).
+/// A controller response that can say the node was not the active controller (it lost leadership meanwhile).
+trait ControllerAnswer {
     fn moved(&self) -> bool;
 }
 
-impl TopicResults for CreateTopicsResponse {
+impl ControllerAnswer for InitProducerIdResponse {
+    fn moved(&self) -> bool {
+        is_not_controller(&self.error)
+    }
+}
+
+impl ControllerAnswer for CreateTopicsResponse {
     fn moved(&self) -> bool {
         self.results.iter().any(|r| is_not_controller(&r.error))
     }
 }
 
-impl TopicResults for DeleteTopicsResponse {
+impl ControllerAnswer for DeleteTopicsResponse {
     fn moved(&self) -> bool {
         self.results.iter().any(|r| is_not_controller(&r.error))
     }

@@ -334,6 +334,8 @@ async fn a_stopped_leader_is_replaced_from_the_isr_and_nothing_acknowledged_is_l
 async fn topic_changes_commit_after_the_active_controller_stops() {
     let mut cluster = Cluster::start(3).await;
     let mut client = cluster.any_client().await;
+    let before = client.init_producer_id(InitProducerIdRequest { producer_id: -1, producer_epoch: -1 }).await;
+    let before = before.unwrap().into_inner().producer_id;
     let active = client.describe_cluster(DescribeClusterRequest {}).await.unwrap().into_inner().active_controller;
     cluster.node(active).stop().await;
     let created = cluster
@@ -360,6 +362,16 @@ async fn topic_changes_commit_after_the_active_controller_stops() {
     let mut client = cluster.any_client().await;
     let status = client.describe_cluster(DescribeClusterRequest {}).await.unwrap().into_inner();
     assert_ne!(status.active_controller, active);
+    // Producer ids come from the controller quorum: unique whichever node is asked, before and after failover.
+    let mut ids = std::collections::BTreeSet::new();
+    for node in cluster.nodes.iter().filter(|n| n.is_running()) {
+        let mut client = node.client().await;
+        let request = InitProducerIdRequest { producer_id: -1, producer_epoch: -1 };
+        let response = client.init_producer_id(request).await.unwrap().into_inner();
+        assert_eq!(response.error, None);
+        assert!(ids.insert(response.producer_id), "producer id {} handed out twice", response.producer_id);
+        assert_ne!(response.producer_id, before, "an id from before the failover came back");
+    }
     assert_eq!(status.voters.len(), 3);
     cluster.stop_all().await;
 }

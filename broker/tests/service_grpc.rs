@@ -327,3 +327,25 @@ async fn a_flipped_byte_in_a_stored_batch_is_reported_and_never_served() {
     assert_eq!(records[0].value.as_deref(), Some(&b"second-batch-value"[..]));
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn producer_ids_are_unique_and_a_newer_epoch_fences_the_older() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = TestBroker::start(dir.path(), &[]).await;
+    let mut init = async |producer_id: i64, producer_epoch: i32| {
+        let request = InitProducerIdRequest { producer_id, producer_epoch };
+        broker.client.init_producer_id(request).await.unwrap().into_inner()
+    };
+    let first = init(-1, -1).await;
+    let second = init(-1, -1).await;
+    assert_eq!((first.error.clone(), second.error.clone()), (None, None));
+    assert_ne!(first.producer_id, second.producer_id);
+    assert_eq!(first.producer_epoch, 0);
+    let bumped = init(first.producer_id, 0).await;
+    assert_eq!((bumped.producer_id, bumped.producer_epoch), (first.producer_id, 1));
+    let fenced = init(first.producer_id, 0).await;
+    assert_eq!(code(&fenced.error), ErrorCode::ProducerFenced);
+    let unknown = init(1_000_000, 0).await;
+    assert_eq!(code(&unknown.error), ErrorCode::UnknownProducerId);
+    broker.stop().await;
+}

@@ -195,6 +195,18 @@ impl Controller {
         self.commit(|state| planner::delete_topic(state, name)).await
     }
 
+    /// `InitProducerId`: see `planner::init_producer_id`.
+    pub async fn init_producer_id(&self, producer_id: i64, producer_epoch: i16) -> Result<(i64, i16), ControllerError> {
+        let mut granted = None;
+        self.commit(|state| {
+            let (records, grant) = planner::init_producer_id(state, producer_id, producer_epoch)?;
+            granted = Some(grant);
+            Ok(records)
+        })
+        .await?;
+        Ok(granted.expect("set by a successful plan"))
+    }
+
     /// A partition leader's ISR change.
     #[allow(clippy::too_many_arguments)]
     pub async fn alter_partition(

@@ -13,6 +13,12 @@ use crate::topic_config::TopicConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
+    #[error("producer id {producer_id} was never handed out")]
+    UnknownProducerId { producer_id: i64 },
+    #[error(
+        "producer id {producer_id} is at epoch {current_epoch}, not {producer_epoch}: a newer producer fenced this one"
+    )]
+    ProducerFenced { producer_id: i64, producer_epoch: i16, current_epoch: i16 },
     #[error("topic '{0}' already exists")]
     TopicExists(String),
     #[error("topic '{0}' does not exist")]
@@ -182,6 +188,35 @@ pub fn delete_topic(state: &MetadataState, name: &str) -> Result<Vec<MetadataRec
         return Err(ControllerError::UnknownTopic(name.into()));
     };
     Ok(vec![MetadataRecord::DeleteTopic { name: name.into(), topic_id: topic.topic_id }])
+}
+
+/// `InitProducerId`: a new producer id with epoch 0, or the next epoch of an existing id. The caller must
+/// hold the id's current epoch: an older producer cannot take the id back from a newer one. An id whose
+/// epoch would overflow gets replaced by a new id. Returns the records and the (id, epoch) they grant.
+pub fn init_producer_id(
+    state: &MetadataState,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Result<(Vec<MetadataRecord>, (i64, i16)), ControllerError> {
+    let new_id = |state: &MetadataState| {
+        let id = state.next_producer_id;
+        (vec![MetadataRecord::AllocateProducerIds { first_id: id, count: 1 }], (id, 0))
+    };
+    if producer_id < 0 {
+        return Ok(new_id(state));
+    }
+    if producer_id >= state.next_producer_id {
+        return Err(ControllerError::UnknownProducerId { producer_id });
+    }
+    let current_epoch = state.producer_epochs.get(&producer_id).copied().unwrap_or(0);
+    if producer_epoch != current_epoch {
+        return Err(ControllerError::ProducerFenced { producer_id, producer_epoch, current_epoch });
+    }
+    if current_epoch == i16::MAX {
+        return Ok(new_id(state));
+    }
+    let next = current_epoch + 1;
+    Ok((vec![MetadataRecord::BumpProducerEpoch { producer_id, producer_epoch: next }], (producer_id, next)))
 }
 
 /// A leader's request to change a partition's ISR (AlterPartition). Refused when it comes from a deposed

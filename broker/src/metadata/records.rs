@@ -57,4 +57,15 @@ pub enum MetadataRecord {
         name: String,
         topic_id: u64,
     },
+    /// Producer ids `first_id .. first_id + count` are handed out; ids are never handed out twice, across
+    /// controller failovers too, because the allocation is itself a committed record.
+    AllocateProducerIds {
+        first_id: i64,
+        count: u32,
+    },
+    /// An idempotent producer id starts epoch `producer_epoch`, fencing every producer on an older one.
+    BumpProducerEpoch {
+        producer_id: i64,
+        producer_epoch: i16,
+    },
 }

@@ -34,6 +34,12 @@ pub struct MetadataState {
     /// Topic ids are never reused, so a partition directory left by a deleted topic is never mistaken for
     /// one of a new topic with the same name.
     pub next_topic_id: u64,
+    /// The next idempotent producer id to hand out.
+    #[serde(default)]
+    pub next_producer_id: i64,
+    /// The current epoch of producer ids that were initialized again (absent: epoch 0).
+    #[serde(default)]
+    pub producer_epochs: BTreeMap<i64, i16>,
 }
 
 impl MetadataState {
@@ -89,6 +95,21 @@ impl MetadataState {
                     return Err(format!("PartitionChange at {offset}: epochs of {topic}/{partition} go backwards"));
                 }
                 *state = change.clone();
+            }
+            MetadataRecord::AllocateProducerIds { first_id, count } => {
+                if *first_id != self.next_producer_id || *count == 0 {
+                    return Err(format!("AllocateProducerIds at {offset}: {first_id}+{count} is not the next block"));
+                }
+                self.next_producer_id = first_id + i64::from(*count);
+            }
+            MetadataRecord::BumpProducerEpoch { producer_id, producer_epoch } => {
+                let current = self.producer_epochs.get(producer_id).copied().unwrap_or(0);
+                if *producer_id < 0 || *producer_id >= self.next_producer_id || *producer_epoch <= current {
+                    return Err(format!(
+                        "BumpProducerEpoch at {offset}: {producer_id} to {producer_epoch} after {current}"
+                    ));
+                }
+                self.producer_epochs.insert(*producer_id, *producer_epoch);
             }
             MetadataRecord::DeleteTopic { name, topic_id } => match self.topics.get(name) {
                 Some(t) if t.topic_id == *topic_id => {

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use rill_proto::v1::{
     BrokerInfo, BrokerStatus, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeClusterResponse, DescribeTopicRequest, DescribeTopicResponse, ErrorCode, MetadataRequest, MetadataResponse,
-    PartitionDescription, PartitionMetadata, TopicMetadata, TopicResult,
+    DescribeClusterResponse, DescribeTopicRequest, DescribeTopicResponse, ErrorCode, InitProducerIdRequest,
+    InitProducerIdResponse, MetadataRequest, MetadataResponse, PartitionDescription, PartitionMetadata, TopicMetadata,
+    TopicResult,
 };
 
 use super::BrokerCore;
@@ -239,5 +240,30 @@ pub fn describe_cluster(core: &BrokerCore) -> DescribeClusterResponse {
             .collect(),
         active_controller: core.controller.active_controller().unwrap_or(0),
         voters: core.controller.voters(),
+    }
+}
+
+/// `InitProducerId` served by this node's controller (`NOT_CONTROLLER` when it is not the active one).
+pub async fn init_producer_id_here(core: &BrokerCore, request: InitProducerIdRequest) -> InitProducerIdResponse {
+    let Ok(epoch) = i16::try_from(request.producer_epoch) else {
+        let message = format!("producer epoch {} out of range", request.producer_epoch);
+        return InitProducerIdResponse { error: error(ErrorCode::InvalidRequest, message), ..Default::default() };
+    };
+    match core.controller.init_producer_id(request.producer_id, epoch).await {
+        Ok((producer_id, producer_epoch)) => {
+            InitProducerIdResponse { error: None, producer_id, producer_epoch: i32::from(producer_epoch) }
+        }
+        Err(e) => InitProducerIdResponse { error: errors::from_controller(&e), ..Default::default() },
+    }
+}
+
+/// `InitProducerId` from a client: served by the active controller wherever it runs.
+pub async fn init_producer_id(core: &BrokerCore, request: InitProducerIdRequest) -> InitProducerIdResponse {
+    if core.controller.is_active() {
+        return init_producer_id_here(core, request).await;
+    }
+    match core.link.forward_init_producer_id(request).await {
+        Ok(response) => response,
+        Err(e) => InitProducerIdResponse { error: unavailable(&e), ..Default::default() },
     }
 }

@@ -7,7 +7,7 @@ use rill_proto::v1::controller_server::Controller as ControllerRpc;
 use rill_proto::v1::{
     AlterPartitionErrorCode, AlterPartitionRequest, AlterPartitionResponse, BrokerHeartbeatRequest,
     BrokerHeartbeatResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    RegisterBrokerRequest, RegisterBrokerResponse,
+    InitProducerIdRequest, InitProducerIdResponse, RegisterBrokerRequest, RegisterBrokerResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -103,5 +103,12 @@ impl ControllerRpc for ControllerService {
         request: Request<DeleteTopicsRequest>,
     ) -> Result<Response<DeleteTopicsResponse>, Status> {
         Ok(Response::new(admin::delete_topics_here(&self.core, request.into_inner()).await))
+    }
+
+    async fn init_producer_id(
+        &self,
+        request: Request<InitProducerIdRequest>,
+    ) -> Result<Response<InitProducerIdResponse>, Status> {
+        Ok(Response::new(admin::init_producer_id_here(&self.core, request.into_inner()).await))
     }
 }

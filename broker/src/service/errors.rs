@@ -91,6 +91,8 @@ pub fn from_controller(e: &ControllerError) -> Option<Error> {
         ControllerError::NotController { .. } => ErrorCode::NotController,
         ControllerError::Unavailable(_) => ErrorCode::Timeout,
         ControllerError::StaleBrokerEpoch { .. } => ErrorCode::StaleBrokerEpoch,
+        ControllerError::UnknownProducerId { .. } => ErrorCode::UnknownProducerId,
+        ControllerError::ProducerFenced { .. } => ErrorCode::ProducerFenced,
     };
     error(code, e.to_string())
 }

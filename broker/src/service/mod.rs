@@ -130,4 +130,12 @@ impl Rill for RillService {
         self.core.await_ready().await?;
         Ok(Response::new(admin::describe_cluster(&self.core)))
     }
+
+    async fn init_producer_id(
+        &self,
+        request: Request<InitProducerIdRequest>,
+    ) -> Result<Response<InitProducerIdResponse>, Status> {
+        self.core.await_ready().await?;
+        Ok(Response::new(admin::init_producer_id(&self.core, request.into_inner()).await))
+    }
 }

@@ -197,3 +197,28 @@ fn invalid_topics_are_refused_with_their_reason() {
     assert!(matches!(create_topic(&state, &policy(), "u", 1, 2, config), Err(ControllerError::InvalidConfig(_))));
     assert!(matches!(delete_topic(&state, "nope"), Err(ControllerError::UnknownTopic(_))));
 }
+
+#[test]
+fn producer_ids_are_unique_and_epochs_only_grow() {
+    let mut state = cluster();
+    let (records, first) = init_producer_id(&state, -1, -1).unwrap();
+    apply(&mut state, &records);
+    let (records, second) = init_producer_id(&state, -1, -1).unwrap();
+    apply(&mut state, &records);
+    assert_eq!((first, second), ((0, 0), (1, 0)));
+    let (records, bumped) = init_producer_id(&state, 0, 0).unwrap();
+    apply(&mut state, &records);
+    assert_eq!(bumped, (0, 1));
+    // The older producer cannot take the id back.
+    assert!(matches!(init_producer_id(&state, 0, 0), Err(ControllerError::ProducerFenced { current_epoch: 1, .. })));
+    assert!(matches!(init_producer_id(&state, 7, 0), Err(ControllerError::UnknownProducerId { .. })));
+}
+
+#[test]
+fn an_exhausted_epoch_gets_a_new_producer_id() {
+    let mut state = cluster();
+    step(&mut state, |s| init_producer_id(s, -1, -1).unwrap().0);
+    apply(&mut state, &[MetadataRecord::BumpProducerEpoch { producer_id: 0, producer_epoch: i16::MAX }]);
+    let (_, granted) = init_producer_id(&state, 0, i16::MAX).unwrap();
+    assert_eq!(granted, (1, 0));
+}
