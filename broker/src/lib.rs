@@ -7,6 +7,7 @@ pub mod limits;
 pub mod manager;
 pub mod metadata;
 pub mod partition;
+pub mod producer_state;
 pub mod replication;
 pub mod server;
 pub mod service;
