@@ -2,6 +2,7 @@
 //! leader's check-append-apply protocol over an in-memory log of batch metadata.
 
 mod expiry;
+mod properties;
 mod replication;
 mod sequence;
 mod snapshot;
