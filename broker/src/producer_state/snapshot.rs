@@ -129,6 +129,26 @@ impl ProducerStateTable {
     }
 }
 
+impl ProducerStateTable {
+    /// [`decode`](Self::decode) for a snapshot file read back under `file_name`, which must be a snapshot
+    /// name carrying the end offset the contents claim: a file renamed by hand, or contents written for another
+    /// offset, would make replay start in the wrong place.
+    ///
+    /// # Errors
+    ///
+    /// Everything `decode` refuses, a name that is not a snapshot name, or a name and contents that disagree.
+    pub fn decode_file(file_name: &str, bytes: &[u8]) -> Result<ProducerStateTable, String> {
+        let Some(named_offset) = parse_snapshot_file_name(file_name) else {
+            return Err(format!("{file_name} is not a producer snapshot name"));
+        };
+        let (table, end_offset) = ProducerStateTable::decode(bytes)?;
+        if end_offset != named_offset {
+            return Err(format!("producer snapshot {file_name} holds the state at offset {end_offset}"));
+        }
+        Ok(table)
+    }
+}
+
 fn read_producer(reader: &mut Reader<'_>, end_offset: u64) -> Result<(i64, ProducerEntry), String> {
     let producer_id = reader.u64()? as i64;
     let epoch = reader.u16()? as i16;

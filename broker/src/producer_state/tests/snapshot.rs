@@ -184,3 +184,14 @@ fn retention_keeps_the_latest_snapshot_at_or_below_the_log_start_and_all_later_o
     assert_eq!(snapshots_to_delete_on_retention(&[0, 100, 250, 400], 250), vec![0, 100]);
     assert_eq!(snapshots_to_delete_on_retention(&[100, 250], 50), Vec::<u64>::new());
 }
+
+#[test]
+fn a_snapshot_file_must_carry_the_offset_its_name_gives() {
+    let table = busy_table();
+    let end_offset = table.end_offset();
+    let bytes = table.encode(end_offset);
+    let decoded = ProducerStateTable::decode_file(&snapshot_file_name(end_offset), &bytes).unwrap();
+    assert_eq!(decoded.end_offset(), end_offset);
+    assert!(ProducerStateTable::decode_file(&snapshot_file_name(end_offset + 1), &bytes).is_err());
+    assert!(ProducerStateTable::decode_file("snapshot", &bytes).is_err());
+}
