@@ -1,5 +1,6 @@
-//! Properties over generated inputs: replicas that apply the same log agree, truncation plus replay restores
-//! the uncut state, snapshots round trip, and no input makes the snapshot decoder panic.
+//! Properties over generated producer histories and bytes: every verdict is the one the producer expects,
+//! replicas that apply the same log agree, truncation plus replay restores the uncut state, snapshots round
+//! trip, and no input makes the snapshot decoder panic.
 
 use proptest::prelude::*;
 
