@@ -67,3 +67,17 @@ pub const CONTROLLER_REQUEST_TIMEOUT_MS: u64 = 10_000;
 pub const CONTROLLER_RETRY_BACKOFF_MS: u64 = 100;
 /// How long a client request waits for a starting broker to join the cluster before it is refused.
 pub const STARTUP_WAIT_MS: u64 = 10_000;
+/// Batches remembered per producer for deduplication. A producer has at most this many batches in flight
+/// per partition (Kafka's cap on `max.in.flight.requests.per.connection` with idempotence, which Rill's
+/// client, with one in flight, stays well under), so any retry is one of its last this many batches.
+pub const PRODUCER_BATCHES_KEPT: usize = 5;
+/// A producer id that has written nothing to a partition for this long (by its batches' timestamps) is
+/// forgotten there. Long enough that a producer paused over a long weekend or through an outage keeps its
+/// deduplication; short enough that ids of producers that went away do not pile up (Kafka's
+/// `transactional.id.expiration.ms` default, which also governed producer ids before Kafka 3.4).
+pub const PRODUCER_ID_IDLE_MS_MAX_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Producer ids one partition tracks at most; a leader refuses new ones beyond it until idle ones expire.
+/// About 140 bytes of snapshot and a few hundred bytes of memory each, so 100,000 costs tens of MB at worst,
+/// far more distinct live producers than one partition sees in practice, while a storm of short-lived
+/// producers cannot grow the state without bound.
+pub const PRODUCER_IDS_PER_PARTITION_MAX: usize = 100_000;

@@ -1,6 +1,6 @@
 //! The producer-state snapshot file: its bytes ([`ProducerStateTable::encode`] and
 //! [`ProducerStateTable::decode`]), its name, and which snapshots recovery, truncation and retention use or
-//! delete. docs/FORMAT-producer-state.md documents every byte. The storage side writes and reads the files.
+//! delete. docs/FORMAT.md ("Producer-state snapshot") documents every byte. The storage side writes and reads the files.
 
 use std::collections::{BTreeMap, VecDeque};
 
