@@ -112,14 +112,15 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// Creates an empty segment, discarding any stale files of the same name.
-    pub fn create(backend: &dyn Backend, dir: &Path, base_offset: u64) -> Result<Segment, StorageError> {
-        let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let log = backend.open(&log_path, true).map_err(|e| StorageError::io("create segment", &log_path, e))?;
-        log.set_len(0).map_err(|e| StorageError::io("reset segment", &log_path, e))?;
-        let offset_index = open_index(backend, dir, base_offset, OFFSET_INDEX_SUFFIX, Some(0), false)?;
-        let time_index = open_index(backend, dir, base_offset, TIME_INDEX_SUFFIX, Some(0), false)?;
-        Ok(Segment {
+    /// A segment that holds nothing yet; `create` and `open_active` fill it in.
+    fn empty(
+        base_offset: u64,
+        log_path: PathBuf,
+        log: Arc<dyn StorageFile>,
+        offset_index: IndexFile,
+        time_index: IndexFile,
+    ) -> Segment {
+        Segment {
             base_offset,
             log_path,
             log,
@@ -131,7 +132,17 @@ impl Segment {
             last_indexed_position: 0,
             created_ms: None,
             sealed: false,
-        })
+        }
+    }
+
+    /// Creates an empty segment, discarding any stale files of the same name.
+    pub fn create(backend: &dyn Backend, dir: &Path, base_offset: u64) -> Result<Segment, StorageError> {
+        let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
+        let log = backend.open(&log_path, true).map_err(|e| StorageError::io("create segment", &log_path, e))?;
+        log.set_len(0).map_err(|e| StorageError::io("reset segment", &log_path, e))?;
+        let offset_index = open_index(backend, dir, base_offset, OFFSET_INDEX_SUFFIX, Some(0), false)?;
+        let time_index = open_index(backend, dir, base_offset, TIME_INDEX_SUFFIX, Some(0), false)?;
+        Ok(Segment::empty(base_offset, log_path, log, offset_index, time_index))
     }
 
     /// Opens a sealed segment without reading its data: `next_offset` is the following segment's base. Only a
@@ -217,19 +228,7 @@ impl Segment {
         let log = backend.open(&log_path, true).map_err(|e| StorageError::io("open segment", &log_path, e))?;
         let offset_index = open_index(backend, dir, base_offset, OFFSET_INDEX_SUFFIX, trusted.offset_entries, false)?;
         let time_index = open_index(backend, dir, base_offset, TIME_INDEX_SUFFIX, trusted.time_entries, false)?;
-        let mut segment = Segment {
-            base_offset,
-            log_path,
-            log,
-            size_bytes: 0,
-            next_offset: base_offset,
-            offset_index,
-            time_index,
-            max_timestamp_ms: i64::MIN,
-            last_indexed_position: 0,
-            created_ms: None,
-            sealed: false,
-        };
+        let mut segment = Segment::empty(base_offset, log_path, log, offset_index, time_index);
         segment.cut_indexes_and_rebuild_state(trusted.log_bytes)?;
         Ok(segment)
     }
