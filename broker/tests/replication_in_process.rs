@@ -298,6 +298,21 @@ async fn a_stopped_leader_is_replaced_from_the_isr_and_nothing_acknowledged_is_l
         assert_eq!(result.error, None);
         acknowledged.push((result.base_offset, value));
     }
+    // An idempotent batch acknowledged by the old leader...
+    let pid = leader_client.init_producer_id(InitProducerIdRequest { producer_id: -1, producer_epoch: -1 }).await;
+    let pid = pid.unwrap().into_inner().producer_id;
+    let mut builder = BatchBuilder::new();
+    builder.set_producer(pid, 0, 0);
+    builder.push(1_700_000_000_000, None, Some(b"idempotent"), &[]);
+    let idempotent = builder.finish();
+    let request = ProduceRequest {
+        acks: Acks::All as i32,
+        timeout_ms: 10_000,
+        partitions: vec![PartitionRecords { topic: "r".into(), partition: 0, records: idempotent.clone() }],
+    };
+    let original = leader_client.produce(request.clone()).await.unwrap().into_inner().results.remove(0);
+    assert_eq!((original.error, original.base_offset), (None, 30));
+    acknowledged.push((30, "idempotent".to_string()));
     let stopped_at = Instant::now();
     cluster.node(before.leader).stop().await;
     let after = cluster.wait_for_partition("r", "a new leader", |p| p.leader != before.leader && p.leader != 0).await;
@@ -312,7 +327,10 @@ async fn a_stopped_leader_is_replaced_from_the_isr_and_nothing_acknowledged_is_l
         })
         .await;
     eprintln!("failover: first successful write {} ms after the leader stopped", stopped_at.elapsed().as_millis());
-    assert_eq!(next, 30, "the new leader continues right after the acknowledged records");
+    assert_eq!(next, 31, "the new leader continues right after the acknowledged records");
+    // ...is recognised as a duplicate by the new leader, which built the same producer state as a follower.
+    let retry = new_client.produce(request).await.unwrap().into_inner().results.remove(0);
+    assert_eq!((retry.error, retry.base_offset), (None, 30), "the retry is answered with the original offset");
     let request = FetchRequest {
         partitions: vec![PartitionFetch { topic: "r".into(), partition: 0, offset: 0, max_bytes: 0 }],
         max_wait_ms: 0,

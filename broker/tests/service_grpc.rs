@@ -349,3 +349,85 @@ async fn producer_ids_are_unique_and_a_newer_epoch_fences_the_older() {
     assert_eq!(code(&unknown.error), ErrorCode::UnknownProducerId);
     broker.stop().await;
 }
+
+fn idempotent_batch(producer_id: i64, producer_epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
+    let mut b = BatchBuilder::new();
+    b.set_producer(producer_id, producer_epoch, base_sequence);
+    for v in values {
+        b.push(1_700_000_000_000, None, Some(v.as_bytes()), &[]);
+    }
+    b.finish()
+}
+
+async fn new_producer(client: &mut RillClient<Channel>) -> i64 {
+    let request = InitProducerIdRequest { producer_id: -1, producer_epoch: -1 };
+    let response = client.init_producer_id(request).await.unwrap().into_inner();
+    assert_eq!(response.error, None);
+    response.producer_id
+}
+
+#[tokio::test]
+async fn a_retried_idempotent_batch_is_written_once_even_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = TestBroker::start(dir.path(), &[]).await;
+    create(&mut broker.client, "t", 1, &[]).await;
+    let pid = new_producer(&mut broker.client).await;
+    let first = idempotent_batch(pid, 0, 0, &["a", "b"]);
+    let second = idempotent_batch(pid, 0, 2, &["c"]);
+    let r = produce(&mut broker.client, "t", 0, first.clone()).await;
+    assert_eq!((r.error, r.base_offset, r.last_offset), (None, 0, 1));
+    let retry = produce(&mut broker.client, "t", 0, first.clone()).await;
+    assert_eq!((retry.error, retry.base_offset, retry.last_offset), (None, 0, 1), "a retry gets the original offsets");
+    let r = produce(&mut broker.client, "t", 0, second.clone()).await;
+    assert_eq!((r.error, r.base_offset), (None, 2));
+    assert_eq!(describe(&mut broker.client, "t").await.log_end_offset, 3, "the retry appended nothing");
+    let gap = produce(&mut broker.client, "t", 0, idempotent_batch(pid, 0, 9, &["x"])).await;
+    assert_eq!(code(&gap.error), ErrorCode::OutOfOrderSequence);
+    broker.stop().await;
+
+    // A clean restart loads the producer-state snapshot written at close.
+    let mut broker = TestBroker::start(dir.path(), &[]).await;
+    let retry = produce(&mut broker.client, "t", 0, second.clone()).await;
+    assert_eq!((retry.error, retry.base_offset), (None, 2));
+    broker.stop().await;
+
+    // Without any snapshot the state is rebuilt by replaying the log.
+    let partition_dir = std::fs::read_dir(dir.path().join("topics")).unwrap().next().unwrap().unwrap().path().join("0");
+    for entry in std::fs::read_dir(&partition_dir).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".snapshot") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let mut broker = TestBroker::start(dir.path(), &[]).await;
+    let retry = produce(&mut broker.client, "t", 0, first).await;
+    assert_eq!((retry.error, retry.base_offset, retry.last_offset), (None, 0, 1));
+    assert_eq!(describe(&mut broker.client, "t").await.log_end_offset, 3);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn producer_sequence_rules_are_enforced_per_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = TestBroker::start(dir.path(), &[]).await;
+    create(&mut broker.client, "t", 1, &[]).await;
+    let pid = new_producer(&mut broker.client).await;
+    assert_eq!(produce(&mut broker.client, "t", 0, idempotent_batch(pid, 0, 0, &["a"])).await.error, None);
+    // A newer epoch of the same id fences the old one.
+    let request = InitProducerIdRequest { producer_id: pid, producer_epoch: 0 };
+    let bumped = broker.client.init_producer_id(request).await.unwrap().into_inner();
+    assert_eq!(bumped.producer_epoch, 1);
+    assert_eq!(produce(&mut broker.client, "t", 0, idempotent_batch(pid, 1, 0, &["b"])).await.error, None);
+    let fenced = produce(&mut broker.client, "t", 0, idempotent_batch(pid, 0, 1, &["c"])).await;
+    assert_eq!(code(&fenced.error), ErrorCode::ProducerFenced);
+    // A producer new to the partition starts at sequence 0.
+    let other = new_producer(&mut broker.client).await;
+    let unknown = produce(&mut broker.client, "t", 0, idempotent_batch(other, 0, 4, &["d"])).await;
+    assert_eq!(code(&unknown.error), ErrorCode::UnknownProducerId);
+    // One idempotent batch per partition per request.
+    let mut two = idempotent_batch(other, 0, 0, &["e"]).to_vec();
+    two.extend_from_slice(&idempotent_batch(other, 0, 1, &["f"]));
+    let refused = produce(&mut broker.client, "t", 0, Bytes::from(two)).await;
+    assert_eq!(code(&refused.error), ErrorCode::InvalidRequest);
+    assert_eq!(describe(&mut broker.client, "t").await.log_end_offset, 2, "refused batches wrote nothing");
+    broker.stop().await;
+}

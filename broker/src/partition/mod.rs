@@ -7,6 +7,7 @@
 //! fsyncs run outside both locks (`flush_loop`).
 
 mod follower;
+mod producers;
 mod shell;
 
 use std::path::PathBuf;
@@ -19,8 +20,9 @@ use rill_storage::{Durability, Log, ReadResult, StorageError};
 use tokio::sync::watch;
 
 use crate::cluster_link::ClusterLink;
-use crate::limits::FETCH_BACKOFF_MS;
+use crate::limits::{FETCH_BACKOFF_MS, PRODUCER_ID_IDLE_MS_MAX_DEFAULT};
 use crate::metadata::PartitionState;
+use crate::producer_state::{ProducerBatch, ProducerStateTable, Verdict};
 use crate::replication::{self, Event, ProduceError, RecoveredLog, Replica, ReplicaConfig, Role};
 use crate::topic_config::TopicConfig;
 
@@ -68,6 +70,11 @@ pub enum PartitionError {
     NotLeader(String),
     #[error("{partition} has {isr_size} in-sync replicas, fewer than min.insync.replicas={min_insync_replicas}")]
     NotEnoughReplicas { partition: String, isr_size: usize, min_insync_replicas: usize },
+    /// An idempotent batch the producer state refuses.
+    #[error("{partition}: {reason}")]
+    Producer { partition: String, verdict: Verdict, reason: String },
+    #[error("{0}")]
+    InvalidRequest(String),
 }
 
 /// Where a partition lives and what it is: everything but its log.
@@ -93,6 +100,8 @@ pub struct Partition {
     /// The records of the fetch answer being stepped, for its `AppendReplicated` command.
     pending_fetch: Mutex<Option<(u64, bytes::Bytes)>>,
     replica: Mutex<Replica>,
+    /// Idempotent-producer state; locked after `replica` and before `log`.
+    producers: Mutex<ProducerStateTable>,
     log: RwLock<Log>,
     offsets: watch::Sender<PartitionOffsets>,
     flushing: AtomicBool,
@@ -154,6 +163,7 @@ impl Partition {
             fetch_backoff_ms: FETCH_BACKOFF_MS,
             unclean_leader_election: id.config.unclean_leader_election,
         };
+        let producers = producers::load_producers(&log, log.end_offset(), &name)?;
         let (replica, commands) = Replica::new(config, recovered);
         let offsets = PartitionOffsets {
             log_start: log.log_start_offset(),
@@ -174,6 +184,7 @@ impl Partition {
             pending_fetch: Mutex::new(None),
             checkpointed_high_watermark: AtomicU64::new(high_watermark.unwrap_or(0)),
             replica: Mutex::new(replica),
+            producers: Mutex::new(producers),
             log: RwLock::new(log),
             offsets: watch::channel(offsets).0,
             flushing: AtomicBool::new(false),
@@ -199,6 +210,10 @@ impl Partition {
 
     fn lock_replica(&self) -> MutexGuard<'_, Replica> {
         self.replica.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_producers(&self) -> MutexGuard<'_, ProducerStateTable> {
+        self.producers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn read_log(&self) -> RwLockReadGuard<'_, Log> {
@@ -288,16 +303,45 @@ impl Partition {
             }
         })?;
         let leader_epoch = replica.leader_epoch().expect("an acting leader has an epoch");
+        let producer_batches: Vec<ProducerBatch> = batches.iter().map(|(h, _)| ProducerBatch::from_header(h)).collect();
+        if batches.len() > 1 && producer_batches.iter().any(ProducerBatch::is_idempotent) {
+            return Err(PartitionError::InvalidRequest(format!(
+                "{}: an idempotent producer sends one batch per partition in a request, not {}",
+                self.name(),
+                batches.len()
+            )));
+        }
+        let mut producers = self.lock_producers();
+        if let [single] = producer_batches.as_slice() {
+            match producers.check(single) {
+                Verdict::Append => {}
+                // A retry of a batch already in the log: its original offsets, nothing appended.
+                Verdict::Duplicate { base_offset, last_offset } => return Ok((base_offset, last_offset, leader_epoch)),
+                verdict => {
+                    let reason = describe_verdict(&verdict, single);
+                    return Err(PartitionError::Producer { partition: self.name(), verdict, reason });
+                }
+            }
+        }
         let (first, last, log_end) = {
             let mut log = self.write_log();
             let start = log.end_offset();
             let mut first = None;
             let mut last = None;
-            for (_, batch) in batches {
-                match log.append(batch, leader_epoch as i32, now_ms) {
+            for ((header, batch), producer_batch) in batches.iter().zip(&producer_batches) {
+                let segments_before = log.segment_count();
+                let appended = log.append(batch, leader_epoch as i32, now_ms);
+                if appended.is_ok() && log.segment_count() > segments_before {
+                    // A new segment: snapshot the producer state as of its base offset (before this batch).
+                    if let Err(e) = producers::write_snapshot(&log, &producers) {
+                        tracing::warn!(partition = %self.name(), error = %e, "producer snapshot failed");
+                    }
+                }
+                match appended {
                     Ok(info) => {
                         first.get_or_insert(info.base_offset);
                         last = Some(info.last_offset);
+                        producers.apply(producer_batch, info.base_offset, info.last_offset, header.max_timestamp);
                     }
                     Err(e) => {
                         if log.end_offset() > start
@@ -305,6 +349,7 @@ impl Partition {
                         {
                             tracing::error!(partition = %self.name(), error = %undo, "could not undo a partial produce");
                         }
+                        producers.truncate_to(log.end_offset());
                         return Err(e.into());
                     }
                 }
@@ -312,6 +357,7 @@ impl Partition {
             let first = first.expect("append is called with at least one batch");
             (first, last.expect("set with first"), log.end_offset())
         };
+        drop(producers);
         let commands = replica.step(Event::Appended { log_end_offset: log_end });
         self.execute(&mut replica, commands);
         drop(replica);
@@ -419,6 +465,10 @@ impl Partition {
             return;
         }
         let mut replica = self.lock_replica();
+        let expired = self.lock_producers().expire(now_ms, PRODUCER_ID_IDLE_MS_MAX_DEFAULT);
+        if expired > 0 {
+            tracing::info!(partition = %self.name(), expired, "idle producer ids expired");
+        }
         let result = {
             let mut log = self.write_log();
             log.roll_if_due(now_ms)
@@ -429,6 +479,9 @@ impl Partition {
             Ok((0, _)) => {}
             Ok((deleted, log_start_offset)) => {
                 tracing::info!(partition = %self.name(), deleted, log_start_offset, "retention deleted segments");
+                if let Err(e) = producers::after_retention(&self.read_log()) {
+                    tracing::warn!(partition = %self.name(), error = %e, "could not delete old producer snapshots");
+                }
                 let commands = replica.step(Event::LogStartAdvanced { log_start_offset });
                 self.execute(&mut replica, commands);
             }
@@ -463,6 +516,15 @@ impl Partition {
     pub fn close(self: Arc<Self>) -> Result<(), StorageError> {
         let name = self.name();
         self.checkpoint();
+        {
+            let producers = self.lock_producers();
+            let log = self.read_log();
+            if producers.end_offset() == log.end_offset()
+                && let Err(e) = producers::write_snapshot(&log, &producers)
+            {
+                tracing::warn!(partition = %name, error = %e, "producer snapshot at close failed");
+            }
+        }
         match Arc::try_unwrap(self) {
             Ok(partition) => partition.log.into_inner().unwrap_or_else(|p| p.into_inner()).close(),
             Err(shared) => {
@@ -517,5 +579,27 @@ impl Partition {
     /// The replica's role, for describing the partition.
     pub fn role(&self) -> Role {
         self.lock_replica().role()
+    }
+}
+
+/// A producer-state refusal as a message a client can act on.
+fn describe_verdict(verdict: &Verdict, batch: &ProducerBatch) -> String {
+    let id = batch.producer_id;
+    match verdict {
+        Verdict::OutOfOrderSequence { expected } => {
+            format!("producer {id} sent sequence {} but {expected} was expected next", batch.base_sequence)
+        }
+        Verdict::ProducerFenced { current_epoch } => {
+            format!("producer {id} epoch {} is fenced by epoch {current_epoch}", batch.producer_epoch)
+        }
+        Verdict::UnknownProducerId => {
+            format!(
+                "no state for producer {id} here, and its batch starts at sequence {} instead of 0",
+                batch.base_sequence
+            )
+        }
+        Verdict::TooManyProducers => format!("too many producer ids on this partition to take producer {id}"),
+        Verdict::InvalidProducerFields { reason } => format!("invalid producer fields: {reason}"),
+        Verdict::Append | Verdict::Duplicate { .. } => unreachable!("not a refusal"),
     }
 }

@@ -7,7 +7,8 @@ use rill_proto::batch;
 use crate::replication::{Command, Event, FetchReply, Replica, Warning};
 use crate::service::now_ms;
 
-use super::{Offline, Partition, storage_epochs};
+use super::{Offline, Partition, producers, storage_epochs};
+use crate::producer_state::ProducerBatch;
 
 impl Partition {
     /// Runs `commands` in order, with the replica lock held by the caller, then publishes the new offsets.
@@ -32,13 +33,29 @@ impl Partition {
                 }
                 Command::AppendReplicated { fetch_id, batches } => self.append_replicated(fetch_id, &batches),
                 Command::Truncate { offset } => {
-                    if let Err(e) = self.write_log().truncate_to(offset) {
-                        self.fail(Offline::StorageFailed(format!("truncation to {offset}: {e}")));
+                    let mut producers = self.lock_producers();
+                    let mut log = self.write_log();
+                    let truncated = log.truncate_to(offset).map_err(|e| format!("truncation to {offset}: {e}"));
+                    let result = truncated.and_then(|()| {
+                        producers::after_truncation(&log, &mut producers, &self.name()).map_err(|e| e.to_string())
+                    });
+                    if let Err(reason) = result {
+                        drop(log);
+                        self.fail(Offline::StorageFailed(reason));
                     }
                 }
                 Command::TruncateFully { log_start_offset } => {
-                    if let Err(e) = self.write_log().truncate_fully_and_start_at(log_start_offset) {
-                        self.fail(Offline::StorageFailed(format!("restart of the log at {log_start_offset}: {e}")));
+                    let mut producers = self.lock_producers();
+                    let mut log = self.write_log();
+                    let restarted = log
+                        .truncate_fully_and_start_at(log_start_offset)
+                        .map_err(|e| format!("restart of the log at {log_start_offset}: {e}"));
+                    let result = restarted.and_then(|()| {
+                        producers::after_truncation(&log, &mut producers, &self.name()).map_err(|e| e.to_string())
+                    });
+                    if let Err(reason) = result {
+                        drop(log);
+                        self.fail(Offline::StorageFailed(reason));
                     }
                 }
                 Command::ProposeIsr { proposal_id, leader_epoch, partition_epoch, isr } => {
@@ -72,16 +89,26 @@ impl Partition {
         assert_eq!(pending_id, fetch_id);
         let mut appended = 0;
         {
+            // Followers keep the same producer state as their leader, so that a new leader deduplicates alike.
+            let mut producers = self.lock_producers();
             let mut log = self.write_log();
             for item in batch::split_batches(&records) {
                 let Ok((header, range)) = item else { break };
                 if !accepted.iter().any(|b| b.base_offset == header.base_offset) {
                     continue;
                 }
+                let segments_before = log.segment_count();
                 if let Err(e) = log.append_replicated(&records[range], now_ms()) {
                     drop(log);
                     return self.fail(Offline::StorageFailed(format!("replicated append: {e}")));
                 }
+                if log.segment_count() > segments_before
+                    && let Err(e) = producers::write_snapshot(&log, &producers)
+                {
+                    tracing::warn!(partition = %self.name(), error = %e, "producer snapshot failed");
+                }
+                let producer_batch = ProducerBatch::from_header(&header);
+                producers.apply(&producer_batch, header.base_offset, header.last_offset(), header.max_timestamp);
                 appended += 1;
             }
         }

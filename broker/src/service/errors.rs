@@ -6,6 +6,7 @@ use rill_storage::StorageError;
 
 use crate::metadata::ControllerError;
 use crate::partition::{Offline, PartitionError};
+use crate::producer_state::Verdict;
 
 /// Codes a client may retry as is: the condition is expected to pass without the request changing.
 fn retriable(code: ErrorCode) -> bool {
@@ -77,6 +78,17 @@ pub fn from_partition(partition: &str, e: &PartitionError) -> Option<Error> {
         PartitionError::Timeout(_) => error(ErrorCode::Timeout, format!("{partition}: {e}")),
         PartitionError::NotLeader(_) => error(ErrorCode::NotLeader, e.to_string()),
         PartitionError::NotEnoughReplicas { .. } => error(ErrorCode::NotEnoughReplicas, e.to_string()),
+        PartitionError::InvalidRequest(_) => error(ErrorCode::InvalidRequest, e.to_string()),
+        PartitionError::Producer { verdict, .. } => {
+            let code = match verdict {
+                Verdict::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
+                Verdict::ProducerFenced { .. } => ErrorCode::ProducerFenced,
+                Verdict::UnknownProducerId => ErrorCode::UnknownProducerId,
+                Verdict::InvalidProducerFields { .. } => ErrorCode::InvalidBatch,
+                Verdict::TooManyProducers | Verdict::Append | Verdict::Duplicate { .. } => ErrorCode::InvalidRequest,
+            };
+            error(code, e.to_string())
+        }
     }
 }
 
