@@ -231,7 +231,9 @@ impl ClusterLink {
                 request.set_timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS));
                 let response = client.broker_heartbeat(request).await.map_err(|s| s.to_string())?.into_inner();
                 match response.error.map(|e| ErrorCode::try_from(e.code)) {
-                    None => Ok(Some(HeartbeatReply { fenced: response.fenced })),
+                    None => {
+                        Ok(Some(HeartbeatReply { fenced: response.fenced, metadata_offset: response.metadata_offset }))
+                    }
                     Some(Ok(ErrorCode::StaleBrokerEpoch)) => Ok(None),
                     Some(other) => Err(format!("heartbeat refused: {other:?}")),
                 }

@@ -78,6 +78,11 @@ impl PartitionManager {
         map.values().cloned().collect()
     }
 
+    /// The metadata offset the hosted partitions reflect now.
+    pub fn applied_offset(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
     pub fn applied(&self) -> watch::Receiver<u64> {
         self.applied.subscribe()
     }

@@ -183,7 +183,17 @@ async fn keep_session(
         let sent_ms = monotonic_ms();
         let heartbeat = tokio::time::timeout(Duration::from_millis(config.heartbeat_interval_ms * 2), link.heartbeat());
         match heartbeat.await {
-            Ok(Ok(Some(_))) => link.renew_lease(sent_ms, config.session_timeout_ms),
+            // The lease is renewed only once this broker's partitions reflect the metadata the controller had
+            // when it answered: a broker back from a pause may have been fenced and its leaderships moved, and
+            // must not lead again in its old epochs before it has applied that.
+            Ok(Ok(Some(reply))) if partitions.applied_offset() >= reply.metadata_offset => {
+                link.renew_lease(sent_ms, config.session_timeout_ms)
+            }
+            Ok(Ok(Some(reply))) => tracing::debug!(
+                applied = partitions.applied_offset(),
+                controller = reply.metadata_offset,
+                "metadata behind the controller's: lease not renewed yet"
+            ),
             Ok(Ok(None)) => {
                 tracing::warn!("the controller does not know this broker's epoch: registering again");
                 match link.register(&config.advertised_address).await {

@@ -22,6 +22,8 @@ use crate::replication::{AcceptedIsr, AlterPartitionError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeartbeatReply {
     pub fenced: bool,
+    /// The controller's metadata offset when it answered (see `BrokerHeartbeatResponse`).
+    pub metadata_offset: u64,
 }
 
 #[derive(Default)]
@@ -140,7 +142,7 @@ impl Controller {
             self.commit(|state| Ok(planner::unfence_broker(state, broker_id))).await?;
             tracing::info!(broker_id, broker_epoch, "broker unfenced");
         }
-        Ok(HeartbeatReply { fenced: false })
+        Ok(HeartbeatReply { fenced: false, metadata_offset: self.quorum.state().next_offset })
     }
 
     /// On the active controller: fences every broker whose session expired. Elsewhere: forgets sessions, so

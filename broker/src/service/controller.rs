@@ -46,8 +46,10 @@ impl ControllerRpc for ControllerService {
     ) -> Result<Response<BrokerHeartbeatResponse>, Status> {
         let r = request.into_inner();
         let response = match self.core.controller.heartbeat(r.broker_id, r.broker_epoch, now_ms()).await {
-            Ok(reply) => BrokerHeartbeatResponse { error: None, fenced: reply.fenced },
-            Err(e) => BrokerHeartbeatResponse { error: from_controller(&e), fenced: false },
+            Ok(reply) => {
+                BrokerHeartbeatResponse { error: None, fenced: reply.fenced, metadata_offset: reply.metadata_offset }
+            }
+            Err(e) => BrokerHeartbeatResponse { error: from_controller(&e), ..Default::default() },
         };
         Ok(Response::new(response))
     }
