@@ -68,14 +68,6 @@ impl Controller {
         self.quorum.subscribe()
     }
 
-    pub fn quorum(&self) -> &Arc<MetadataQuorum> {
-        &self.quorum
-    }
-
-    pub fn policy(&self) -> &TopicPolicy {
-        &self.policy
-    }
-
     /// The active controller as this node knows it.
     pub fn active_controller(&self) -> Option<u32> {
         self.quorum.leader().and_then(|l| u32::try_from(l).ok())

@@ -23,7 +23,7 @@ use crate::cluster_link::ClusterLink;
 use crate::limits::{FETCH_BACKOFF_MS, PRODUCER_ID_IDLE_MS_MAX_DEFAULT};
 use crate::metadata::PartitionState;
 use crate::producer_state::{ProducerBatch, ProducerStateTable, Verdict};
-use crate::replication::{self, Event, ProduceError, RecoveredLog, Replica, ReplicaConfig, Role};
+use crate::replication::{self, Event, ProduceError, RecoveredLog, Replica, ReplicaConfig};
 use crate::topic_config::TopicConfig;
 
 /// Offsets and role of a partition as last published. Waiters (acks=all, long-poll fetches) watch these.
@@ -574,11 +574,6 @@ impl Partition {
             let commands = replica.step(Event::LeaseExpired);
             self.execute(replica, commands);
         }
-    }
-
-    /// The replica's role, for describing the partition.
-    pub fn role(&self) -> Role {
-        self.lock_replica().role()
     }
 }
 
