@@ -99,7 +99,8 @@ pub struct RunOptions {
     #[arg(long, global = true, value_enum)]
     pub acks: Option<AcksArg>,
 
-    /// Idempotent producing; only `off` is supported by the client so far [default: off].
+    /// Idempotent producers: exactly-once appends, up to 5 batches in flight per partition [default: on with
+    /// --acks all, else off].
     #[arg(long, global = true, value_enum)]
     pub idempotence: Option<OnOff>,
 

@@ -58,8 +58,9 @@ pub fn producer_config(
     batch_bytes: Option<usize>,
     linger_ms: Option<u64>,
     acks: rill_client::Acks,
+    idempotence: bool,
 ) -> anyhow::Result<ProducerConfig> {
-    let mut config = ProducerConfig { acks, ..ProducerConfig::default() };
+    let mut config = ProducerConfig { acks, idempotence, ..ProducerConfig::default() };
     if let Some(batch) = batch_bytes {
         config.batch_bytes_max = batch;
         config.request_bytes_max = REQUEST_BYTES_DEFAULT.max(batch);
@@ -68,7 +69,7 @@ pub fn producer_config(
     if let Some(linger) = linger_ms {
         config.linger_ms = linger;
     }
-    config.validate().context("producer settings (--batch-bytes, --linger-ms)")?;
+    config.validate().context("producer settings (--batch-bytes, --linger-ms, --acks, --idempotence)")?;
     Ok(config)
 }
 
@@ -189,7 +190,7 @@ mod tests {
 
     #[test]
     fn large_batches_raise_the_request_and_buffer_limits() {
-        let config = producer_config(Some(8 << 20), Some(20), rill_client::Acks::Leader).unwrap();
+        let config = producer_config(Some(8 << 20), Some(20), rill_client::Acks::Leader, false).unwrap();
         assert_eq!(config.batch_bytes_max, 8 << 20);
         assert!(config.request_bytes_max >= 8 << 20);
         assert!(config.buffer_bytes_max >= 64 << 20);
@@ -199,13 +200,13 @@ mod tests {
 
     #[test]
     fn client_defaults_stay_when_nothing_is_asked() {
-        let config = producer_config(None, None, rill_client::Acks::All).unwrap();
+        let config = producer_config(None, None, rill_client::Acks::All, true).unwrap();
         let default = ProducerConfig::default();
         assert_eq!((config.batch_bytes_max, config.linger_ms), (default.batch_bytes_max, default.linger_ms));
     }
 
     #[test]
     fn a_tiny_batch_is_refused() {
-        assert!(producer_config(Some(10), None, rill_client::Acks::All).is_err());
+        assert!(producer_config(Some(10), None, rill_client::Acks::All, true).is_err());
     }
 }

@@ -66,7 +66,7 @@ impl Run<'_> {
 
     async fn produce(&self) -> anyhow::Result<Report> {
         let settings = self.settings;
-        let config = producer_config(settings.batch_bytes, settings.linger_ms, settings.acks)?;
+        let config = producer_config(settings.batch_bytes, settings.linger_ms, settings.acks, settings.idempotence)?;
         let producers = connect_producers(self.client, &config, settings.producers).await?;
         let start = Instant::now();
         let collector = Collector::new(start + settings.warmup);
@@ -108,7 +108,7 @@ impl Run<'_> {
         let clock = RunClock::start();
         // Consumers sit at the log end before the first record is sent, so they see every one of this run.
         let consumers = self.position_consumers(StartAt::End).await?;
-        let config = producer_config(settings.batch_bytes, settings.linger_ms, settings.acks)?;
+        let config = producer_config(settings.batch_bytes, settings.linger_ms, settings.acks, settings.idempotence)?;
         let producers = connect_producers(self.client, &config, settings.producers).await?;
         let start = Instant::now();
         let collector = Collector::new(start + settings.warmup);
@@ -202,7 +202,7 @@ impl Run<'_> {
             return Ok(());
         }
         // Leader acknowledgement: the fill is setup, not measured, and needs no more than the log append.
-        let config = producer_config(settings.batch_bytes, settings.linger_ms, Acks::Leader)?;
+        let config = producer_config(settings.batch_bytes, settings.linger_ms, Acks::Leader, false)?;
         let producers = connect_producers(self.client, &config, settings.producers).await?;
         let started = Instant::now();
         // Nothing of the fill is measured: its collector starts measuring a year from now.

@@ -1,5 +1,5 @@
 //! Resolution of a run's settings: explicit flags, then the preset's values, then the defaults; and the
-//! checks that refuse a run which could only mislead (idempotence the client lacks, a record too small to
+//! checks that refuse a run which could only mislead (idempotence without acks=all, a record too small to
 //! carry its send time).
 
 use std::collections::BTreeMap;
@@ -92,6 +92,8 @@ pub struct Settings {
     pub batch_bytes: Option<usize>,
     pub linger_ms: Option<u64>,
     pub acks: Acks,
+    /// Idempotent producers (exactly-once appends); needs acks=all.
+    pub idempotence: bool,
     /// Messages/s across all producers; 0 is closed loop, as fast as the client accepts records.
     pub rate: u64,
     pub key_distribution: KeyDistribution,
@@ -145,7 +147,7 @@ impl Settings {
     /// # Errors
     ///
     /// When no scenario is named, the subcommand contradicts the preset, or a value is out of range or not
-    /// supported (`--idempotence on`).
+    /// supported (`--idempotence on` without acks=all).
     pub fn resolve(command: Option<ScenarioCommand>, cli: RunOptions) -> anyhow::Result<Settings> {
         let (preset_scenario, preset) = match cli.preset {
             Some(name) => {
@@ -164,11 +166,6 @@ impl Settings {
             (Some(scenario), _) | (None, Some(scenario)) => scenario,
             (None, None) => bail!("name a scenario (produce, consume, e2e) or a --preset; see --help"),
         };
-        if cli.idempotence == Some(OnOff::On) {
-            bail!(
-                "--idempotence on is not supported yet: rill-client has no idempotent producer; use --idempotence off"
-            );
-        }
         let pick = |explicit: Option<u64>, preset: Option<u64>| explicit.or(preset);
         // `--messages` and `--duration` exclude each other on the command line; either one given explicitly
         // replaces the preset's run length entirely.
@@ -185,6 +182,7 @@ impl Settings {
         };
         let mut topic_config: BTreeMap<String, String> = preset.topic_config.into_iter().collect();
         topic_config.extend(cli.topic_config);
+        let acks: Acks = cli.acks.or(preset.acks).unwrap_or(AcksArg::All).into();
         let settings = Settings {
             scenario,
             preset: cli.preset,
@@ -200,7 +198,11 @@ impl Settings {
             consumers: cli.consumers.or(preset.consumers).unwrap_or(1),
             batch_bytes: cli.batch_bytes.or(preset.batch_bytes),
             linger_ms: pick(cli.linger_ms, preset.linger_ms),
-            acks: cli.acks.or(preset.acks).unwrap_or(AcksArg::All).into(),
+            acks,
+            idempotence: match cli.idempotence {
+                Some(choice) => choice == OnOff::On,
+                None => acks == Acks::All,
+            },
             rate: pick(cli.rate, preset.rate).unwrap_or(0),
             key_distribution: cli.key_distribution.or(preset.key_distribution).unwrap_or(KeyDistribution::None),
             backlog_bytes: pick(cli.backlog_bytes, preset.backlog_bytes).unwrap_or(0),
@@ -213,6 +215,9 @@ impl Settings {
 
     fn check(&self) -> anyhow::Result<()> {
         rill_client::parse_bootstrap(&self.bootstrap).context("--bootstrap")?;
+        if self.idempotence && self.acks != Acks::All {
+            bail!("--idempotence on needs --acks all");
+        }
         if self.partitions == 0 {
             bail!("--partitions must be at least 1");
         }
@@ -347,10 +352,12 @@ mod tests {
     }
 
     #[test]
-    fn idempotence_on_is_refused_by_name() {
-        assert!(resolve(&["produce", "--idempotence", "off"]).is_ok());
-        let error = resolve(&["produce", "--idempotence", "on"]).unwrap_err().to_string();
-        assert!(error.contains("not supported yet"), "{error}");
+    fn idempotence_defaults_to_on_with_acks_all_and_needs_it() {
+        assert!(resolve(&["produce"]).unwrap().idempotence);
+        assert!(!resolve(&["produce", "--idempotence", "off"]).unwrap().idempotence);
+        assert!(!resolve(&["produce", "--acks", "leader"]).unwrap().idempotence);
+        let error = resolve(&["produce", "--acks", "leader", "--idempotence", "on"]).unwrap_err().to_string();
+        assert!(error.contains("idempotence"), "{error}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `rill-bench` run as a process against a real `rill-broker` on a free loopback port: the JSON it prints
-//! has the documented shape and plausible values, for produce and for e2e, and unsupported options fail
+//! has the documented shape and plausible values, for produce and for e2e, and contradictory options fail
 //! before any connection is made.
 //!
 //! The broker binary is `target/<profile>/rill-broker`, built with cargo on first use (a no-op when up to
@@ -140,10 +140,10 @@ fn e2e_json_measures_latency_to_the_consumer() {
 }
 
 #[test]
-fn idempotence_on_is_refused_before_connecting() {
-    // No broker listens on port 1; the refusal must come first, with a message naming the gap.
-    let output = rill_bench(&["produce", "--bootstrap", "127.0.0.1:1", "--idempotence", "on"]);
+fn idempotence_without_acks_all_is_refused_before_connecting() {
+    // No broker listens on port 1; the refusal must come first, with a message naming the conflict.
+    let output = rill_bench(&["produce", "--bootstrap", "127.0.0.1:1", "--idempotence", "on", "--acks", "leader"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("not supported yet"), "{stderr}");
+    assert!(stderr.contains("--idempotence on needs --acks all"), "{stderr}");
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rill_proto::v1::rill_client::RillClient;
-use rill_proto::v1::{MetadataRequest, MetadataResponse};
+use rill_proto::v1::{InitProducerIdRequest, MetadataRequest, MetadataResponse};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::ClientConfig;
@@ -217,6 +217,40 @@ impl Cluster {
         }
         let metadata = self.refresh(&[topic.to_owned()]).await?;
         metadata.partition_count(topic).ok_or_else(|| Error::UnknownTopic(topic.to_owned()))
+    }
+
+    /// `InitProducerId`: a new producer id (`producer_id` -1) or the next epoch of `producer_id`, which fences
+    /// every producer still using an older epoch. Retries while no controller can answer, for up to `patience`.
+    ///
+    /// Fails with [`Error::ProducerFenced`] if `epoch` is not the id's current epoch (a newer producer holds it).
+    pub async fn init_producer_id(&self, producer_id: i64, epoch: i16, patience: Duration) -> Result<(i64, i16)> {
+        let deadline = Instant::now() + patience;
+        let message = InitProducerIdRequest { producer_id, producer_epoch: i32::from(epoch) };
+        loop {
+            let answer = self
+                .call_any(|mut client| {
+                    let request = self.request(message, Duration::ZERO);
+                    async move { client.init_producer_id(request).await.map(tonic::Response::into_inner) }
+                })
+                .await
+                .and_then(|response| match BrokerError::from_proto(response.error.as_ref()) {
+                    None => {
+                        let epoch = i16::try_from(response.producer_epoch).map_err(|_| {
+                            Error::Protocol(format!("producer epoch {} out of range", response.producer_epoch))
+                        })?;
+                        Ok((response.producer_id, epoch))
+                    }
+                    Some(e) if e.code == ErrorCode::ProducerFenced => Err(Error::ProducerFenced { message: e.message }),
+                    Some(e) => Err(Error::Broker(e)),
+                });
+            match answer {
+                Err(error) if error.is_retriable() && Instant::now() + self.config.retry_backoff() < deadline => {
+                    tracing::debug!(%error, "InitProducerId failed; retrying");
+                    self.backoff().await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Sleeps for the retry backoff. Used between attempts of a retriable failure.

@@ -120,7 +120,9 @@ impl Acks {
 /// ```
 /// use rill_client::{Acks, ProducerConfig};
 ///
-/// let config = ProducerConfig { linger_ms: 20, acks: Acks::Leader, ..ProducerConfig::default() };
+/// // Acknowledged by the leader alone, so without idempotence (which needs acks=all).
+/// let config = ProducerConfig { linger_ms: 20, acks: Acks::Leader, idempotence: false, ..ProducerConfig::default() };
+/// assert!(config.validate().is_ok());
 /// assert_eq!(config.batch_bytes_max, 1024 * 1024);
 /// ```
 #[derive(Debug, Clone)]
@@ -137,13 +139,21 @@ pub struct ProducerConfig {
     pub delivery_timeout_ms: u64,
     /// Pause before a failed batch is sent again.
     pub retry_backoff_ms: u64,
-    /// Produce requests in flight to one broker at once. Each partition has at most one in flight, which keeps
-    /// per-partition order without idempotence; this bounds the pipelining across partitions.
+    /// Produce requests in flight to one broker at once. A partition has at most 5 batches in flight with
+    /// idempotence (the broker orders them by sequence) and 1 without (which keeps its order); this bounds
+    /// the pipelining across partitions.
     pub inflight_requests_max: usize,
     /// Bytes of records buffered before `send` waits; bounds memory when the broker is slower than the caller.
     pub buffer_bytes_max: usize,
     /// Upper bound on one produce request; kept below tonic's default 4 MiB message limit.
     pub request_bytes_max: usize,
+    /// Exactly-once appends: the producer takes a cluster-unique id, numbers each batch once, and the broker
+    /// drops a retried batch it already holds and refuses one out of order. Needs `acks = All`. On by default.
+    pub idempotence: bool,
+    /// Take over an existing producer id, given with its current epoch: the cluster grants the next epoch and
+    /// every producer still writing with the older one is fenced (`Error::ProducerFenced`). `None` asks for a
+    /// new id. Only with `idempotence`.
+    pub take_over_producer: Option<(i64, i16)>,
 }
 
 impl Default for ProducerConfig {
@@ -158,6 +168,8 @@ impl Default for ProducerConfig {
             inflight_requests_max: 5,
             buffer_bytes_max: 32 * 1024 * 1024,
             request_bytes_max: 3 * 1024 * 1024,
+            idempotence: true,
+            take_over_producer: None,
         }
     }
 }
@@ -180,6 +192,16 @@ impl ProducerConfig {
         }
         if self.inflight_requests_max == 0 {
             return Err(Error::Config("inflight_requests_max must be at least 1".into()));
+        }
+        if self.idempotence && self.acks != Acks::All {
+            return Err(Error::Config(
+                "idempotence needs acks=all (a batch acknowledged by fewer replicas can be lost and its sequence \
+                 with it); set acks to All or turn idempotence off"
+                    .into(),
+            ));
+        }
+        if self.take_over_producer.is_some() && !self.idempotence {
+            return Err(Error::Config("take_over_producer needs idempotence".into()));
         }
         if self.request_timeout_ms == 0 || self.delivery_timeout_ms < self.request_timeout_ms {
             return Err(Error::Config("delivery_timeout_ms must be at least request_timeout_ms (> 0)".into()));
@@ -244,5 +266,8 @@ mod tests {
         ProducerConfig::default().validate().unwrap();
         let bad = ProducerConfig { buffer_bytes_max: 10, ..ProducerConfig::default() };
         assert!(bad.validate().is_err());
+        let leader_acks = ProducerConfig { acks: Acks::Leader, ..ProducerConfig::default() };
+        assert!(leader_acks.validate().unwrap_err().to_string().contains("idempotence needs acks=all"));
+        assert!(ProducerConfig { idempotence: false, ..leader_acks }.validate().is_ok());
     }
 }

@@ -73,6 +73,10 @@ pub enum Error {
     /// A single record is larger than a batch may be.
     #[error("record of {record_bytes} bytes exceeds batch_bytes_max of {batch_bytes_max} bytes")]
     RecordTooLarge { record_bytes: usize, batch_bytes_max: usize },
+    /// A newer instance of this idempotent producer (same producer id, later epoch) exists; this one can no
+    /// longer write. Fatal: every later record fails with it too.
+    #[error("producer fenced: {message}")]
+    ProducerFenced { message: String },
     /// `send` after `close`, or the producer's background task ended.
     #[error("producer is closed")]
     ProducerClosed,

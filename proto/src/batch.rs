@@ -282,6 +282,24 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// Rewrites a sealed batch's producer id, epoch and base sequence and recomputes its CRC: an idempotent
+/// producer that had to take a new epoch renumbers batches it had built but never got written.
+pub fn set_producer_fields(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    batch[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// The sequence `count` records after `sequence`. Sequences run from 0 to `i32::MAX` and then start again at 0,
+/// as in Kafka, so a long-lived producer never runs out of them.
+pub fn advance_sequence(sequence: i32, count: u32) -> i32 {
+    debug_assert!(sequence >= 0, "sequence {sequence} is negative");
+    let modulus = i64::from(i32::MAX) + 1;
+    ((i64::from(sequence) + i64::from(count)) % modulus) as i32
+}
+
 /// Splits back-to-back batches into `(header, byte range)` pairs without checking CRCs. Stops with an error at
 /// the first batch whose header is invalid or which runs past the end of `buf`.
 pub fn split_batches(buf: &[u8]) -> SplitBatches<'_> {

@@ -175,6 +175,8 @@ fn produce_with_acks_leader_and_small_batches() {
     let out =
         broker.rill(&["produce", "small", "--acks", "leader", "--batch-bytes", "2048", "--linger-ms", "0"], &input);
     assert!(out.success().stderr.starts_with("wrote 2000 records to small"));
-    let all = broker.rill(&["consume", "small", "--from-beginning"], b"").success();
+    // acks=leader answers before the records are committed: read on until all 2000 are visible.
+    let all =
+        broker.rill(&["consume", "small", "--from-beginning", "--follow", "--max-messages", "2000"], b"").success();
     assert_eq!(all.stdout.lines().count(), 2000);
 }

@@ -108,6 +108,10 @@ pub struct Partition {
     last_interval_flush_ms: AtomicI64,
     /// The HW last written to `high-watermark.checkpoint`, so unchanged ones are not rewritten.
     checkpointed_high_watermark: AtomicU64,
+    /// Signalled after every local append: an idempotent batch that arrived ahead of its predecessor (gRPC
+    /// streams of one connection are served concurrently, so a producer's pipelined requests can overtake each
+    /// other) waits here for the gap to fill before it is refused.
+    appended: tokio::sync::Notify,
 }
 
 fn storage_epochs(entries: &[replication::EpochEntry]) -> Vec<rill_storage::EpochEntry> {
@@ -189,6 +193,7 @@ impl Partition {
             offsets: watch::channel(offsets).0,
             flushing: AtomicBool::new(false),
             last_interval_flush_ms: AtomicI64::new(0),
+            appended: tokio::sync::Notify::new(),
         });
         let mut replica = partition.lock_replica();
         partition.execute(&mut replica, commands);
@@ -361,10 +366,17 @@ impl Partition {
         let commands = replica.step(Event::Appended { log_end_offset: log_end });
         self.execute(&mut replica, commands);
         drop(replica);
+        self.appended.notify_waiters();
         if self.config.log.durability == Durability::Fsync {
             self.request_flush();
         }
         Ok((first, last, leader_epoch))
+    }
+
+    /// A future that completes at the next local append. Create it before the check it guards, so an append in
+    /// between is not missed.
+    pub fn next_append(&self) -> tokio::sync::futures::Notified<'_> {
+        self.appended.notified()
     }
 
     /// Waits until `last_offset`, written in `leader_epoch`, is below the high watermark: durable on every

@@ -1,6 +1,7 @@
 //! What the producer state reads from a record batch, the sequence arithmetic (sequences wrap from `i32::MAX`
 //! to 0), and the verdict a leader acts on before appending.
 
+pub use rill_proto::batch::advance_sequence;
 use rill_proto::batch::{BatchHeader, NO_PRODUCER_ID};
 
 /// The producer fields of one record batch header: who wrote it and which sequence numbers its records carry.
@@ -46,14 +47,6 @@ impl ProducerBatch {
         }
         Ok((self.base_sequence, advance_sequence(self.base_sequence, self.record_count - 1)))
     }
-}
-
-/// The sequence `count` records after `sequence`. Sequences run from 0 to `i32::MAX` and then start again at 0,
-/// as in Kafka, so a long-lived producer never runs out of them.
-pub fn advance_sequence(sequence: i32, count: u32) -> i32 {
-    debug_assert!(sequence >= 0, "sequence {sequence} is negative");
-    let modulus = i64::from(i32::MAX) + 1;
-    ((i64::from(sequence) + i64::from(count)) % modulus) as i32
 }
 
 /// The sequence that must follow `sequence`.

@@ -7,7 +7,8 @@ use rill_proto::v1::{Acks, ErrorCode, PartitionProduceResult, PartitionRecords, 
 
 use super::errors::{self, error};
 use super::{BrokerCore, now_ms};
-use crate::partition::Partition;
+use crate::partition::{Partition, PartitionError};
+use crate::producer_state::Verdict;
 
 /// Splits and validates the batches of one partition's records. Nothing is written if any batch fails.
 fn validate_batches(
@@ -43,18 +44,72 @@ struct Appended {
     leader_epoch: u32,
 }
 
+/// How long an idempotent batch that arrived ahead of its predecessor waits for it before the partition
+/// answers `OUT_OF_ORDER_SEQUENCE`. A producer pipelines up to 5 batches per partition; their requests travel
+/// as concurrent HTTP/2 streams, so one can overtake another by a few milliseconds. A predecessor lost in
+/// transport is retried by the client after its backoff, well within this bound.
+const SEQUENCE_GAP_WAIT_MS: u64 = 2_000;
+
+/// Why a partition's records were not appended.
+struct NotAppended {
+    error: Option<rill_proto::v1::Error>,
+    /// Set when the batch is an idempotent one whose predecessor has not arrived yet: worth another try once
+    /// the partition appends something.
+    ahead_of: Option<Arc<Partition>>,
+}
+
+impl From<Option<rill_proto::v1::Error>> for NotAppended {
+    fn from(error: Option<rill_proto::v1::Error>) -> Self {
+        NotAppended { error, ahead_of: None }
+    }
+}
+
 fn append_one(
     core: &BrokerCore,
     p: &PartitionRecords,
     acks_all: bool,
-) -> Result<(Arc<Partition>, u64, u64, u32), Option<rill_proto::v1::Error>> {
+) -> Result<(Arc<Partition>, u64, u64, u32), NotAppended> {
     let Some(partition) = core.partitions.get(&p.topic, p.partition) else {
-        return Err(errors::missing_partition(core, &p.topic, p.partition));
+        return Err(errors::missing_partition(core, &p.topic, p.partition).into());
     };
     let batches = validate_batches(&p.records, partition.config.batch_bytes_max)?;
-    let (first, last, leader_epoch) =
-        partition.append(&batches, acks_all, now_ms()).map_err(|e| errors::from_partition(&partition.name(), &e))?;
-    Ok((partition, first, last, leader_epoch))
+    match partition.append(&batches, acks_all, now_ms()) {
+        Ok((first, last, leader_epoch)) => Ok((partition, first, last, leader_epoch)),
+        Err(e) => {
+            let ahead = match (&e, batches.as_slice()) {
+                (PartitionError::Producer { verdict: Verdict::OutOfOrderSequence { expected }, .. }, [(header, _)]) => {
+                    header.base_sequence > *expected
+                }
+                _ => false,
+            };
+            let error = errors::from_partition(&partition.name(), &e);
+            Err(NotAppended { error, ahead_of: ahead.then_some(partition) })
+        }
+    }
+}
+
+/// Appends a batch that arrived ahead of its predecessor once the predecessor is in, trying again after each
+/// append to the partition until `wait_ms` has passed.
+async fn append_when_in_order(
+    core: &BrokerCore,
+    p: &PartitionRecords,
+    acks_all: bool,
+    partition: Arc<Partition>,
+    wait_ms: u64,
+) -> Result<(Arc<Partition>, u64, u64, u32), NotAppended> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+    loop {
+        // Created before the attempt, so an append between the attempt and the wait still wakes it.
+        let next_append = partition.next_append();
+        match append_one(core, p, acks_all) {
+            Err(NotAppended { ahead_of: Some(_), error }) => {
+                if tokio::time::timeout_at(deadline, next_append).await.is_err() {
+                    return Err(error.into());
+                }
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 pub async fn produce(core: &BrokerCore, request: ProduceRequest) -> ProduceResponse {
@@ -64,27 +119,44 @@ pub async fn produce(core: &BrokerCore, request: ProduceRequest) -> ProduceRespo
         t => u64::from(t),
     };
     let mut results = Vec::with_capacity(request.partitions.len());
-    let mut to_await = Vec::new();
+    let mut appended = Vec::new();
+    let mut ahead = Vec::new();
     for (index, p) in request.partitions.iter().enumerate() {
-        let mut result =
-            PartitionProduceResult { topic: p.topic.clone(), partition: p.partition, ..Default::default() };
+        let result = PartitionProduceResult { topic: p.topic.clone(), partition: p.partition, ..Default::default() };
+        results.push(result);
         let Ok(acks) = acks else {
-            result.error = error(ErrorCode::InvalidRequest, format!("unknown acks value {}", request.acks));
-            results.push(result);
+            results[index].error = error(ErrorCode::InvalidRequest, format!("unknown acks value {}", request.acks));
             continue;
         };
         match append_one(core, p, acks == Acks::All) {
-            Ok((partition, first, last, leader_epoch)) => {
-                result.base_offset = first;
-                result.last_offset = last;
-                result.log_start_offset = partition.offsets().log_start;
-                if acks == Acks::All {
-                    to_await.push(Appended { index, partition, last_offset: last, leader_epoch });
-                }
-            }
-            Err(e) => result.error = e,
+            Ok(done) => appended.push((index, done)),
+            Err(NotAppended { ahead_of: Some(partition), .. }) => ahead.push((index, partition)),
+            Err(NotAppended { error, .. }) => results[index].error = error,
         }
-        results.push(result);
+    }
+    // Batches ahead of their predecessors wait concurrently: a predecessor may be later in this same request's
+    // retry, or in another request that is itself waiting.
+    let acks_all = matches!(acks, Ok(Acks::All));
+    let waits = ahead.into_iter().map(|(index, partition)| {
+        let p = &request.partitions[index];
+        let wait_ms = timeout_ms.min(SEQUENCE_GAP_WAIT_MS);
+        async move { (index, append_when_in_order(core, p, acks_all, partition, wait_ms).await) }
+    });
+    for (index, outcome) in futures::future::join_all(waits).await {
+        match outcome {
+            Ok(done) => appended.push((index, done)),
+            Err(NotAppended { error, .. }) => results[index].error = error,
+        }
+    }
+    let mut to_await = Vec::new();
+    for (index, (partition, first, last, leader_epoch)) in appended {
+        let result = &mut results[index];
+        result.base_offset = first;
+        result.last_offset = last;
+        result.log_start_offset = partition.offsets().log_start;
+        if acks_all {
+            to_await.push(Appended { index, partition, last_offset: last, leader_epoch });
+        }
     }
     // acks=all: every partition waits for its own high watermark, concurrently.
     let waits = to_await.into_iter().map(|a| async move {

@@ -143,6 +143,12 @@ impl From<AcksArg> for Acks {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     pub topic: String,
@@ -158,6 +164,9 @@ pub struct ProduceArgs {
     /// Acknowledgement to wait for.
     #[arg(long, value_enum, default_value_t = AcksArg::All)]
     pub acks: AcksArg,
+    /// Exactly-once appends across retries (needs --acks all). Default: on with --acks all, else off.
+    #[arg(long, value_enum)]
+    pub idempotence: Option<OnOff>,
     /// How long a batch waits for more records.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,

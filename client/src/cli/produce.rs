@@ -9,7 +9,7 @@ use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
 use rill_client::{Acks, ClientConfig, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 use tokio::sync::mpsc;
 
-use super::ProduceArgs;
+use super::{AcksArg, OnOff, ProduceArgs};
 
 /// Lines per message from the stdin thread: large enough that channel overhead is negligible per line.
 const LINES_PER_CHUNK: usize = 1024;
@@ -57,6 +57,10 @@ fn producer_config(args: &ProduceArgs) -> ProducerConfig {
         linger_ms: args.linger_ms,
         batch_bytes_max,
         acks: args.acks.into(),
+        idempotence: match args.idempotence {
+            Some(choice) => choice == OnOff::On,
+            None => args.acks == AcksArg::All,
+        },
         // Keep the other limits consistent with a batch size above their defaults.
         buffer_bytes_max: defaults.buffer_bytes_max.max(4 * batch_bytes_max),
         request_bytes_max: defaults.request_bytes_max.max(batch_bytes_max),
@@ -174,10 +178,22 @@ mod tests {
             key: None,
             key_separator: key_separator.map(str::to_owned),
             partition: None,
-            acks: super::super::AcksArg::All,
+            acks: AcksArg::All,
+            idempotence: None,
             linger_ms: 5,
             batch_bytes: 1 << 20,
         }
+    }
+
+    #[test]
+    fn idempotence_follows_acks_unless_chosen() {
+        assert!(producer_config(&args(None)).idempotence);
+        let leader = ProduceArgs { acks: AcksArg::Leader, ..args(None) };
+        assert!(!producer_config(&leader).idempotence);
+        let off = ProduceArgs { idempotence: Some(OnOff::Off), ..args(None) };
+        assert!(!producer_config(&off).idempotence);
+        let forced = ProduceArgs { acks: AcksArg::Leader, idempotence: Some(OnOff::On), ..args(None) };
+        assert!(producer_config(&forced).validate().is_err(), "idempotence with leader acks is refused");
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The record accumulator: per-partition queues of batches being filled, decisions about which batches are
-//! ready to send, sticky partitioning for keyless records, and the per-partition "one request in flight" rule
-//! that keeps records in order. It does no IO and reads no clock: the caller passes `now`.
+//! ready to send, sticky partitioning for keyless records, and the rules that keep each partition's records
+//! in order: without idempotence one batch in flight per partition; with it up to
+//! [`IDEMPOTENT_BATCHES_IN_FLIGHT_MAX`] batches, each stamped with the producer id, epoch and sequence once,
+//! when it is sealed, so the broker puts them in order and drops retries of batches it already holds. It does
+//! no IO and reads no clock: the caller passes `now`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use rill_proto::batch::{BATCH_HEADER_BYTES, BatchBuilder};
+use bytes::{Bytes, BytesMut};
+use rill_proto::batch::{BATCH_HEADER_BYTES, BatchBuilder, advance_sequence, set_producer_fields};
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
 use crate::error::{Error, Result};
@@ -14,6 +17,18 @@ use crate::types::{ProducerRecord, RecordMetadata, TopicPartition};
 
 /// Where a record's outcome goes.
 pub(crate) type Delivery = oneshot::Sender<Result<RecordMetadata>>;
+
+/// Batches of one partition an idempotent producer may have sent and not yet seen answered. The broker keeps
+/// the last 5 batches of each producer (DESIGN.md, Idempotent producer), so a retry of any of them is still
+/// recognised as a duplicate.
+pub(crate) const IDEMPOTENT_BATCHES_IN_FLIGHT_MAX: usize = 5;
+
+/// The producer id and epoch an idempotent producer stamps on its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub producer_id: i64,
+    pub epoch: i16,
+}
 
 /// One batch: open while records are appended, sealed (encoded) once it is full or taken for sending. The
 /// encoded bytes are kept so that a retry sends exactly the same batch.
@@ -32,6 +47,11 @@ pub(crate) struct ProducerBatch {
     pub attempts: u32,
     /// The failure of the last attempt, reported if the batch then times out.
     pub last_error: Option<Error>,
+    /// Epoch and base sequence stamped at sealing, for an idempotent producer.
+    pub sequence: Option<(i16, i32)>,
+    /// An attempt ended without a definite answer (transport failure, timeout, lost leadership after the
+    /// append): the broker may hold the batch, so it keeps its sequence until an answer settles it.
+    pub maybe_written: bool,
     /// Buffer space held until the batch is dropped; releasing it wakes senders waiting for room.
     _buffer: Vec<OwnedSemaphorePermit>,
     /// Dropped with the batch; `flush` waits for that.
@@ -43,16 +63,31 @@ impl ProducerBatch {
         self.encoded.is_some()
     }
 
-    fn seal(&mut self) {
-        if let Some(builder) = self.builder.take() {
+    /// Encodes the batch; an idempotent producer stamps it with the partition's next sequence.
+    fn seal(&mut self, identity: Option<Identity>, next_sequence: &mut i32) {
+        if let Some(mut builder) = self.builder.take() {
+            if let Some(identity) = identity {
+                builder.set_producer(identity.producer_id, identity.epoch, *next_sequence);
+                self.sequence = Some((identity.epoch, *next_sequence));
+                *next_sequence = advance_sequence(*next_sequence, self.records.len() as u32);
+            }
             self.encoded = Some(builder.finish());
         }
     }
 
-    /// The encoded batch; seals it if still open.
-    pub fn bytes(&mut self) -> Bytes {
-        self.seal();
-        self.encoded.clone().expect("sealed batch has bytes")
+    /// Gives a sealed batch, known not to be in any log, a sequence of a new epoch.
+    fn renumber(&mut self, identity: Identity, next_sequence: &mut i32) {
+        let Some(encoded) = self.encoded.as_mut() else { return };
+        let mut bytes = BytesMut::from(&encoded[..]);
+        set_producer_fields(&mut bytes, identity.producer_id, identity.epoch, *next_sequence);
+        *encoded = bytes.freeze();
+        self.sequence = Some((identity.epoch, *next_sequence));
+        *next_sequence = advance_sequence(*next_sequence, self.records.len() as u32);
+    }
+
+    /// The encoded batch. Only sealed batches are taken for sending.
+    pub fn bytes(&self) -> Bytes {
+        self.encoded.clone().expect("a batch is sealed before it is sent")
     }
 
     pub fn size_bytes(&self) -> usize {
@@ -103,10 +138,19 @@ struct Sticky {
     partitions: u32,
 }
 
+/// Batches of one partition waiting to be sent (in creation order, which is sequence order), and the ids of
+/// those in flight.
 #[derive(Default)]
 struct PartitionQueue {
     batches: VecDeque<ProducerBatch>,
-    in_flight: bool,
+    in_flight: BTreeSet<u64>,
+}
+
+impl PartitionQueue {
+    /// Batches sent at least once and not yet answered for good: in flight, or back in the queue for a retry.
+    fn unsettled(&self) -> usize {
+        self.in_flight.len() + self.batches.iter().filter(|b| b.attempts > 0).count()
+    }
 }
 
 /// A record ready to be appended, already checked and given its timestamp.
@@ -127,14 +171,32 @@ pub(crate) struct Accumulator {
     /// Completion signal of every batch not yet acknowledged or failed, for `flush`.
     incomplete: BTreeMap<u64, watch::Receiver<()>>,
     next_batch_id: u64,
+    /// Set for an idempotent producer.
+    identity: Option<Identity>,
+    /// The sequence the next sealed batch of each partition gets; kept while the partition's queue is empty.
+    sequences: HashMap<TopicPartition, i32>,
+    /// A sequenced batch failed for good, so its partition's sequence has a hole: the producer must take a new
+    /// epoch (which restarts every sequence) once every batch that may be in a log is settled.
+    pub epoch_bump_wanted: bool,
+    /// The producer was fenced or hit another fatal error: every batch fails with it.
+    pub fatal: Option<Error>,
     /// While a flush or close is under way every batch is ready at once, regardless of linger.
     pub flushing: usize,
     pub closing: bool,
 }
 
 impl Accumulator {
-    pub fn new(batch_bytes_max: usize, linger: Duration, delivery_timeout: Duration) -> Accumulator {
+    pub fn new(
+        batch_bytes_max: usize,
+        linger: Duration,
+        delivery_timeout: Duration,
+        identity: Option<Identity>,
+    ) -> Accumulator {
         Accumulator {
+            identity,
+            sequences: HashMap::new(),
+            epoch_bump_wanted: false,
+            fatal: None,
             batch_bytes_max,
             linger,
             delivery_timeout,
@@ -182,6 +244,7 @@ impl Accumulator {
             wake_sender = true;
         }
         let queue = self.queues.get_mut(&tp).expect("queue exists after start_batch");
+        let next_sequence = self.sequences.entry(tp.clone()).or_insert(0);
         let batch = queue.batches.back_mut().expect("open batch exists");
         let builder = batch.builder.as_mut().expect("last batch is open");
         let headers: Vec<(&str, Option<&[u8]>)> =
@@ -191,7 +254,7 @@ impl Accumulator {
         batch._buffer.extend(new.buffer);
         if builder.size_bytes() + BatchBuilder::record_size_bound(0, 0, 0) > self.batch_bytes_max {
             // Not even an empty record fits any more: the batch is as full as it gets.
-            batch.seal();
+            batch.seal(self.identity, next_sequence);
             wake_sender = true;
             self.advance_sticky_from(&tp);
         }
@@ -236,7 +299,7 @@ impl Accumulator {
 
     fn seal_last(&mut self, tp: &TopicPartition) {
         if let Some(batch) = self.queues.get_mut(tp).and_then(|q| q.batches.back_mut()) {
-            batch.seal();
+            batch.seal(self.identity, self.sequences.entry(tp.clone()).or_insert(0));
         }
     }
 
@@ -256,26 +319,50 @@ impl Accumulator {
             retry_at: None,
             attempts: 0,
             last_error: None,
+            sequence: None,
+            maybe_written: false,
             _buffer: Vec::new(),
             _done: done,
         };
         self.queues.entry(tp.clone()).or_default().batches.push_back(batch);
     }
 
-    /// Partitions whose first batch may be sent now, and the earliest instant another one becomes ready.
+    /// How many batches of one partition may be unsettled at once.
+    fn in_flight_max(&self) -> usize {
+        if self.identity.is_some() { IDEMPOTENT_BATCHES_IN_FLIGHT_MAX } else { 1 }
+    }
+
+    /// The position of the batch `queue` may send next, if the in-flight rules allow one. While an epoch bump
+    /// waits, only batches that may already be in a log go out (with their old sequence), to settle them.
+    fn sendable(&self, queue: &PartitionQueue) -> Option<usize> {
+        if self.fatal.is_some() {
+            return None;
+        }
+        if self.epoch_bump_wanted {
+            return queue.batches.iter().position(|b| b.maybe_written);
+        }
+        let front = queue.batches.front()?;
+        let allowed = if self.identity.is_some() {
+            // A retry is already counted among the unsettled batches.
+            front.attempts > 0 || queue.unsettled() < self.in_flight_max()
+        } else {
+            queue.in_flight.is_empty()
+        };
+        allowed.then_some(0)
+    }
+
+    /// Partitions with a batch that may be sent now, and the earliest instant another one becomes ready.
     pub fn ready(&self, now: Instant) -> (Vec<TopicPartition>, Option<Instant>) {
         let immediate = self.flushing > 0 || self.closing;
         let mut ready = Vec::new();
         let mut next: Option<Instant> = None;
         for (tp, queue) in &self.queues {
-            let Some(batch) = queue.batches.front() else { continue };
-            if queue.in_flight {
-                continue;
-            }
+            let Some(index) = self.sendable(queue) else { continue };
+            let batch = &queue.batches[index];
             let ready_at = match batch.retry_at {
                 Some(at) => at,
                 // More batches behind it, or no room left: waiting longer cannot make it bigger.
-                None if immediate || batch.is_sealed() || queue.batches.len() > 1 => now,
+                None if immediate || batch.is_sealed() || queue.batches.len() > index + 1 => now,
                 None => batch.created_at + self.linger,
             };
             if ready_at <= now {
@@ -288,18 +375,16 @@ impl Accumulator {
         (ready, next)
     }
 
-    /// Takes the first batch of `tp` for sending and marks the partition in flight until
-    /// [`Accumulator::requeue`] or [`Accumulator::finished`].
+    /// Takes the next batch of `tp` for sending and counts it in flight until [`Accumulator::requeue`] or
+    /// [`Accumulator::finished`].
     pub fn take(&mut self, tp: &TopicPartition) -> Option<ProducerBatch> {
+        let index = self.sendable(self.queues.get(tp)?)?;
         let queue = self.queues.get_mut(tp)?;
-        if queue.in_flight {
-            return None;
-        }
-        let mut batch = queue.batches.pop_front()?;
-        queue.in_flight = true;
+        let mut batch = queue.batches.remove(index)?;
+        queue.in_flight.insert(batch.id);
         if !batch.is_sealed() {
             // The sticky partition's open batch is leaving: the next keyless records start a batch elsewhere.
-            batch.seal();
+            batch.seal(self.identity, self.sequences.entry(tp.clone()).or_insert(0));
             self.advance_sticky_from(tp);
         }
         Some(batch)
@@ -307,44 +392,100 @@ impl Accumulator {
 
     /// Size of the batch `take` would return for `tp`.
     pub fn front_size_bytes(&self, tp: &TopicPartition) -> usize {
-        self.queues.get(tp).and_then(|q| q.batches.front()).map_or(0, ProducerBatch::size_bytes)
+        let Some(queue) = self.queues.get(tp) else { return 0 };
+        self.sendable(queue).and_then(|i| queue.batches.get(i)).map_or(0, ProducerBatch::size_bytes)
     }
 
-    /// Puts a batch that failed with a retriable error back at the front of its queue, so order is kept.
+    /// Puts a batch that failed with a retriable error back into its queue, in sequence order.
     pub fn requeue(&mut self, mut batch: ProducerBatch, retry_at: Instant) {
         batch.retry_at = Some(retry_at);
         let queue = self.queues.entry(batch.tp.clone()).or_default();
-        queue.in_flight = false;
-        queue.batches.push_front(batch);
+        queue.in_flight.remove(&batch.id);
+        let position = queue.batches.iter().position(|b| b.id > batch.id).unwrap_or(queue.batches.len());
+        queue.batches.insert(position, batch);
     }
 
-    /// The in-flight batch of `batch_id`'s partition is done (acknowledged or failed for good).
+    /// Whether a batch of `tp` older than `batch_id` is still unsettled (in flight or queued for a retry): a
+    /// later batch refused as out of sequence then only overtook it.
+    pub fn has_unsettled_before(&self, tp: &TopicPartition, batch_id: u64) -> bool {
+        self.queues.get(tp).is_some_and(|q| {
+            q.in_flight.first().is_some_and(|&id| id < batch_id) || q.batches.front().is_some_and(|b| b.id < batch_id)
+        })
+    }
+
+    /// `batch_id` of `tp` is done (acknowledged or failed for good).
     pub fn finished(&mut self, tp: &TopicPartition, batch_id: u64) {
         self.incomplete.remove(&batch_id);
         if let Some(queue) = self.queues.get_mut(tp) {
-            queue.in_flight = false;
-            if queue.batches.is_empty() {
+            queue.in_flight.remove(&batch_id);
+            if queue.batches.is_empty() && queue.in_flight.is_empty() {
                 self.queues.remove(tp);
             }
         }
     }
 
-    /// Removes batches, not in flight, whose delivery deadline has passed.
+    /// Removes queued batches whose delivery deadline has passed. A sequenced one leaves a hole in its
+    /// partition's sequence, so the producer will take a new epoch.
     pub fn expired(&mut self, now: Instant) -> Vec<ProducerBatch> {
         let mut expired = Vec::new();
         for queue in self.queues.values_mut() {
-            if queue.in_flight {
-                continue;
-            }
-            while queue.batches.front().is_some_and(|b| b.deadline <= now) {
-                expired.extend(queue.batches.pop_front());
+            let mut index = 0;
+            while index < queue.batches.len() {
+                if queue.batches[index].deadline <= now {
+                    expired.extend(queue.batches.remove(index));
+                } else {
+                    index += 1;
+                }
             }
         }
         for batch in &expired {
             self.incomplete.remove(&batch.id);
+            self.epoch_bump_wanted |= batch.sequence.is_some();
         }
-        self.queues.retain(|_, q| q.in_flight || !q.batches.is_empty());
+        self.queues.retain(|_, q| !q.in_flight.is_empty() || !q.batches.is_empty());
         expired
+    }
+
+    /// Whether the epoch bump can happen now: it is wanted, nothing is in flight, and no queued batch may
+    /// already be in a log under the old epoch.
+    pub fn epoch_bump_ready(&self) -> bool {
+        self.epoch_bump_wanted
+            && self.fatal.is_none()
+            && self.queues.values().all(|q| q.in_flight.is_empty() && q.batches.iter().all(|b| !b.maybe_written))
+    }
+
+    /// The identity the producer stamps now, if idempotent.
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
+    }
+
+    /// Switches to a new epoch (or id): every partition's sequence starts again at 0 and the sealed batches
+    /// still queued, none of which is in any log, are renumbered in order.
+    pub fn start_epoch(&mut self, identity: Identity) {
+        self.identity = Some(identity);
+        self.sequences.clear();
+        for (tp, queue) in &mut self.queues {
+            debug_assert!(queue.in_flight.is_empty(), "epoch changes only with nothing in flight");
+            let next_sequence = self.sequences.entry(tp.clone()).or_insert(0);
+            for batch in queue.batches.iter_mut().filter(|b| b.is_sealed()) {
+                batch.renumber(identity, next_sequence);
+            }
+        }
+        self.epoch_bump_wanted = false;
+    }
+
+    /// Records a fatal error and removes every queued batch, for the caller to fail.
+    pub fn fail_all(&mut self, error: Error) -> Vec<ProducerBatch> {
+        self.fatal.get_or_insert(error);
+        let mut failed = Vec::new();
+        for queue in self.queues.values_mut() {
+            failed.extend(queue.batches.drain(..));
+        }
+        for batch in &failed {
+            self.incomplete.remove(&batch.id);
+        }
+        self.queues.retain(|_, q| !q.in_flight.is_empty());
+        failed
     }
 
     /// Completion signals of every batch not finished yet.

@@ -10,7 +10,7 @@ const LINGER: Duration = Duration::from_millis(5);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn accumulator(batch_bytes_max: usize) -> Accumulator {
-    Accumulator::new(batch_bytes_max, LINGER, DELIVERY_TIMEOUT)
+    Accumulator::new(batch_bytes_max, LINGER, DELIVERY_TIMEOUT, None)
 }
 
 /// Appends `value` and returns the receiver of its delivery.
@@ -164,4 +164,152 @@ fn records_larger_than_a_batch_are_refused_up_front() {
     let acc = accumulator(1000);
     assert!(acc.fits_in_a_batch(900));
     assert!(!acc.fits_in_a_batch(1000));
+}
+
+const IDENTITY: Identity = Identity { producer_id: 42, epoch: 3 };
+
+fn idempotent(batch_bytes_max: usize) -> Accumulator {
+    Accumulator::new(batch_bytes_max, LINGER, DELIVERY_TIMEOUT, Some(IDENTITY))
+}
+
+/// The producer fields stamped in a taken batch's bytes.
+fn stamped(batch: &ProducerBatch) -> (i64, i16, i32, u32) {
+    let header = rill_proto::batch::validate(&batch.bytes()).expect("a stamped batch stays valid");
+    (header.producer_id, header.producer_epoch, header.base_sequence, header.record_count)
+}
+
+/// Fills `count` batches of one record each on partition 0 (a batch of 300 bytes has room for one 150-byte
+/// value).
+fn one_record_batches(
+    acc: &mut Accumulator,
+    count: usize,
+    now: Instant,
+) -> Vec<oneshot::Receiver<Result<RecordMetadata>>> {
+    let value = "v".repeat(150);
+    (0..count).map(|_| append(acc, Some(0), &value, now).1).collect()
+}
+
+#[test]
+fn idempotent_batches_get_consecutive_sequences_per_partition() {
+    let now = Instant::now();
+    let mut acc = idempotent(300);
+    let tp = TopicPartition::new("t", 0);
+    let _rx = one_record_batches(&mut acc, 3, now);
+    let mut sequences = Vec::new();
+    while let Some(batch) = acc.take(&tp) {
+        let (id, epoch, sequence, records) = stamped(&batch);
+        assert_eq!((id, epoch, records), (42, 3, 1));
+        assert_eq!(batch.sequence, Some((3, sequence)));
+        sequences.push(sequence);
+    }
+    assert_eq!(sequences, vec![0, 1, 2]);
+    // Another partition has its own sequence.
+    let _other = append(&mut acc, Some(1), "a", now);
+    let batch = acc.take(&TopicPartition::new("t", 1)).unwrap();
+    assert_eq!(stamped(&batch).2, 0);
+}
+
+#[test]
+fn idempotent_partitions_pipeline_five_batches_and_retries_keep_their_sequence() {
+    let now = Instant::now();
+    let mut acc = idempotent(300);
+    let tp = TopicPartition::new("t", 0);
+    let _rx = one_record_batches(&mut acc, 7, now);
+    let mut in_flight: Vec<ProducerBatch> = (0..5).map(|_| acc.take(&tp).expect("five may be in flight")).collect();
+    assert!(acc.take(&tp).is_none(), "a sixth waits for an answer");
+    assert!(acc.ready(now).0.is_empty());
+
+    // The second batch's answer is lost: it goes back in sequence order and may go out again at once, still
+    // with its original sequence, while the others are in flight.
+    let lost = in_flight.remove(1);
+    let lost_sequence = stamped(&lost).2;
+    acc.requeue(lost, now);
+    assert!(acc.take(&tp).is_some_and(|b| stamped(&b).2 == lost_sequence), "the retry keeps its sequence");
+    assert!(acc.take(&tp).is_none(), "the retry still counts against the five");
+
+    // The first batch is acknowledged: one more fresh batch may go.
+    let first = in_flight.remove(0);
+    acc.finished(&tp, first.id);
+    let sixth = acc.take(&tp).expect("room for one more");
+    assert_eq!(stamped(&sixth).2, 5);
+}
+
+#[test]
+fn requeued_batches_return_in_sequence_order() {
+    let now = Instant::now();
+    let mut acc = idempotent(300);
+    let tp = TopicPartition::new("t", 0);
+    let _rx = one_record_batches(&mut acc, 3, now);
+    let a = acc.take(&tp).unwrap();
+    let b = acc.take(&tp).unwrap();
+    let c = acc.take(&tp).unwrap();
+    assert!(acc.has_unsettled_before(&tp, c.id));
+    assert!(!acc.has_unsettled_before(&tp, a.id));
+    // Answers come back out of order.
+    acc.requeue(c, now);
+    acc.requeue(a, now);
+    acc.requeue(b, now);
+    let order: Vec<i32> = (0..3).map(|_| stamped(&acc.take(&tp).unwrap()).2).collect();
+    assert_eq!(order, vec![0, 1, 2]);
+}
+
+#[test]
+fn a_hole_in_the_sequence_waits_for_maybe_written_batches_then_renumbers_under_a_new_epoch() {
+    let now = Instant::now();
+    let mut acc = idempotent(300);
+    let tp = TopicPartition::new("t", 0);
+    let _rx = one_record_batches(&mut acc, 4, now);
+    let mut first = acc.take(&tp).unwrap(); // sequence 0: its answer is lost
+    let second = acc.take(&tp).unwrap(); // sequence 1: fails for good, leaving a hole
+    first.maybe_written = true;
+    acc.requeue(first, now);
+    acc.finished(&tp, second.id);
+    acc.epoch_bump_wanted = true;
+
+    assert!(!acc.epoch_bump_ready(), "sequence 0 may be in the log under the old epoch");
+    let retry = acc.take(&tp).expect("a maybe-written batch still goes out to settle");
+    assert_eq!(stamped(&retry).2, 0);
+    assert!(acc.take(&tp).is_none(), "nothing new is sent while the bump waits");
+    acc.finished(&tp, retry.id);
+    assert!(acc.epoch_bump_ready());
+
+    acc.start_epoch(Identity { producer_id: 42, epoch: 4 });
+    assert!(!acc.epoch_bump_wanted);
+    let renumbered: Vec<(i16, i32)> = (0..2)
+        .map(|_| acc.take(&tp).unwrap())
+        .map(|b| {
+            let (_, epoch, sequence, _) = stamped(&b);
+            (epoch, sequence)
+        })
+        .collect();
+    assert_eq!(renumbered, vec![(4, 0), (4, 1)], "queued batches restart at sequence 0 in the new epoch");
+}
+
+#[test]
+fn an_expired_sequenced_batch_asks_for_a_new_epoch() {
+    let now = Instant::now();
+    let mut acc = idempotent(300);
+    let _rx = one_record_batches(&mut acc, 2, now);
+    assert_eq!(acc.expired(now + DELIVERY_TIMEOUT).len(), 2);
+    assert!(acc.epoch_bump_wanted);
+    assert!(acc.epoch_bump_ready(), "nothing is in flight or maybe written");
+}
+
+#[test]
+fn a_fatal_error_fails_everything_queued_and_stops_sending() {
+    let now = Instant::now();
+    let mut acc = idempotent(300);
+    let tp = TopicPartition::new("t", 0);
+    let mut rx = one_record_batches(&mut acc, 3, now);
+    let in_flight = acc.take(&tp).unwrap();
+    let fenced = Error::ProducerFenced { message: "newer epoch 4".into() };
+    let failed = acc.fail_all(fenced.clone());
+    assert_eq!(failed.len(), 2);
+    for batch in failed {
+        batch.fail(fenced.clone());
+    }
+    assert!(acc.take(&tp).is_none());
+    assert!(matches!(rx.pop().unwrap().try_recv().unwrap(), Err(Error::ProducerFenced { .. })));
+    acc.finished(&tp, in_flight.id);
+    assert!(acc.is_empty());
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
-use self::accumulator::{Accumulator, NewRecord};
+use self::accumulator::{Accumulator, Identity, NewRecord};
 use crate::cluster::Cluster;
 use crate::config::{ClientConfig, ProducerConfig};
 use crate::error::{Error, Result};
@@ -55,9 +55,12 @@ impl Drop for Inner {
 
 /// An asynchronous, batching producer. Cloning it is cheap; clones share the buffer and the sender task.
 ///
-/// Records of one partition are written in the order `send` was called for them: at most one produce request
-/// per partition is in flight, and a retried batch goes before any later one. A request that times out at
-/// the transport level is retried and may then be written twice; idempotent producing will remove that.
+/// Records of one partition are written in the order `send` was called for them, each once. With idempotence
+/// (the default) the producer holds a cluster-unique producer id; every batch carries it, the producer epoch
+/// and a per-partition sequence number assigned once, so the broker appends batches in sequence order, answers
+/// a retry of a batch it already holds with the original offsets, and refuses a batch from an older epoch
+/// ([`Error::ProducerFenced`]). Up to 5 batches per partition are in flight. Without idempotence one batch per
+/// partition is in flight and a retry after a lost answer may write a batch twice.
 ///
 /// # Examples
 ///
@@ -91,14 +94,23 @@ impl Producer {
     pub async fn connect(client: ClientConfig, config: ProducerConfig) -> Result<Producer> {
         config.validate()?;
         let cluster = Cluster::connect(client).await?;
-        Ok(Producer::start(cluster, config))
+        let identity = if config.idempotence {
+            let (id, epoch) = config.take_over_producer.unwrap_or((-1, -1));
+            let patience = cluster.config().request_timeout();
+            let (producer_id, epoch) = cluster.init_producer_id(id, epoch, patience).await?;
+            Some(Identity { producer_id, epoch })
+        } else {
+            None
+        };
+        Ok(Producer::start(cluster, config, identity))
     }
 
-    pub(crate) fn start(cluster: Arc<Cluster>, config: ProducerConfig) -> Producer {
+    pub(crate) fn start(cluster: Arc<Cluster>, config: ProducerConfig, identity: Option<Identity>) -> Producer {
         let accumulator = Accumulator::new(
             config.batch_bytes_max,
             Duration::from_millis(config.linger_ms),
             Duration::from_millis(config.delivery_timeout_ms),
+            identity,
         );
         let shared = Arc::new(Shared {
             cluster,
@@ -164,6 +176,9 @@ impl Producer {
             if accumulator.closing {
                 return Err(Error::ProducerClosed);
             }
+            if let Some(fatal) = accumulator.fatal.clone() {
+                return Ok(DeliveryFuture::failed(fatal));
+            }
             let new = NewRecord { record: &record, timestamp_ms, delivery, buffer: Some(buffer) };
             accumulator.append(partition, partitions, new, Instant::now())
         };
@@ -192,6 +207,12 @@ impl Producer {
             // `changed` fails once the batch, which owns the sender half, is dropped: that is completion.
             let _ = signal.changed().await;
         }
+    }
+
+    /// The producer id and epoch this producer writes with, if idempotent. The epoch changes if the producer
+    /// had to restart its sequences (after a batch failed for good).
+    pub fn producer_id(&self) -> Option<(i64, i16)> {
+        self.inner.shared.lock().identity().map(|i| (i.producer_id, i.epoch))
     }
 
     /// The number of partitions of `topic`, from the cached metadata or after one refresh.

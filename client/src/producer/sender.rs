@@ -1,17 +1,19 @@
 //! The producer's background task: takes ready batches from the accumulator, groups them per leader broker
 //! into produce requests, keeps a bounded number of requests in flight per broker, and routes each answer
 //! back: acknowledge, retry after a backoff (refreshing metadata when the leader may have moved), or fail.
+//! For an idempotent producer it also takes a new epoch when a sequence got a hole, and stops for good when
+//! the producer is fenced.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rill_proto::v1::{PartitionRecords, ProduceRequest};
+use rill_proto::v1::{ErrorCode, PartitionRecords, ProduceRequest};
 use tokio::task::JoinSet;
 
 use super::Shared;
-use super::accumulator::ProducerBatch;
+use super::accumulator::{Identity, ProducerBatch};
 use crate::error::{BrokerError, Error, Result};
 use crate::types::TopicPartition;
 
@@ -24,6 +26,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut in_flight: HashMap<u32, usize> = HashMap::new();
     let mut refresh: Option<tokio::task::JoinHandle<()>> = None;
     let mut refresh_wanted = false;
+    let mut epoch_bump: Option<tokio::task::JoinHandle<Result<Identity>>> = None;
     loop {
         let now = Instant::now();
         let next_wakeup = {
@@ -32,37 +35,63 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 let error = timeout_error(&shared, &batch);
                 batch.fail(error);
             }
-            let (ready, next_wakeup) = accumulator.ready(now);
             let metadata = shared.cluster.metadata();
-            let mut per_broker: BTreeMap<u32, (String, Vec<ProducerBatch>, usize)> = BTreeMap::new();
-            for tp in ready {
-                let Some((broker, address)) = metadata.leader(&tp) else {
-                    // No known leader (election under way, or stale metadata): try again after a refresh.
-                    refresh_wanted = true;
-                    continue;
-                };
-                if in_flight.get(&broker).copied().unwrap_or(0) >= shared.config.inflight_requests_max {
-                    continue;
+            let mut next_wakeup;
+            // Each round takes at most one batch per partition (a request carries one batch of a partition);
+            // rounds repeat while batches keep going out, so an idempotent partition fills its pipeline.
+            loop {
+                let (ready, wakeup) = accumulator.ready(now);
+                next_wakeup = wakeup;
+                let mut per_broker: BTreeMap<u32, (String, Vec<ProducerBatch>, usize)> = BTreeMap::new();
+                for tp in ready {
+                    let Some((broker, address)) = metadata.leader(&tp) else {
+                        // No known leader (election under way, or stale metadata): try again after a refresh.
+                        refresh_wanted = true;
+                        continue;
+                    };
+                    if in_flight.get(&broker).copied().unwrap_or(0) >= shared.config.inflight_requests_max {
+                        continue;
+                    }
+                    let entry = per_broker.entry(broker).or_insert_with(|| (address, Vec::new(), 0));
+                    if !entry.1.is_empty()
+                        && entry.2 + accumulator.front_size_bytes(&tp) > shared.config.request_bytes_max
+                    {
+                        // This request is full; the partition goes out in the next round.
+                        continue;
+                    }
+                    if let Some(batch) = accumulator.take(&tp) {
+                        entry.2 += batch.bytes().len();
+                        entry.1.push(batch);
+                    }
                 }
-                let entry = per_broker.entry(broker).or_insert_with(|| (address, Vec::new(), 0));
-                if !entry.1.is_empty() && entry.2 + accumulator.front_size_bytes(&tp) > shared.config.request_bytes_max
-                {
-                    // This request is full; the partition goes out in the next round, as soon as one finishes.
-                    continue;
+                let mut sent = false;
+                for (broker, (address, batches, _)) in per_broker {
+                    if batches.is_empty() {
+                        continue;
+                    }
+                    sent = true;
+                    *in_flight.entry(broker).or_default() += 1;
+                    requests.spawn(send_request(shared.clone(), broker, address, batches));
                 }
-                if let Some(mut batch) = accumulator.take(&tp) {
-                    entry.2 += batch.bytes().len();
-                    entry.1.push(batch);
+                if !sent {
+                    break;
                 }
             }
-            for (broker, (address, batches, _)) in per_broker {
-                if batches.is_empty() {
-                    continue;
-                }
-                *in_flight.entry(broker).or_default() += 1;
-                requests.spawn(send_request(shared.clone(), broker, address, batches));
+            if epoch_bump.is_none()
+                && accumulator.epoch_bump_ready()
+                && let Some(identity) = accumulator.identity()
+            {
+                tracing::info!(
+                    producer_id = identity.producer_id,
+                    epoch = identity.epoch,
+                    "taking a new producer epoch"
+                );
+                epoch_bump = Some(tokio::spawn(new_epoch(shared.clone(), identity)));
             }
             if accumulator.is_empty() && requests.is_empty() && shared.closed.load(Ordering::SeqCst) {
+                if let Some(task) = epoch_bump.take() {
+                    task.abort();
+                }
                 return;
             }
             next_wakeup
@@ -97,8 +126,29 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     Err(e) => tracing::error!(error = %e, "produce request task failed"),
                 }
             }
+            done = async { epoch_bump.as_mut().expect("guarded").await }, if epoch_bump.is_some() => {
+                epoch_bump = None;
+                let mut accumulator = shared.lock();
+                match done {
+                    Ok(Ok(identity)) => accumulator.start_epoch(identity),
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "the producer cannot take a new epoch; failing its records");
+                        for batch in accumulator.fail_all(error.clone()) {
+                            batch.fail(error.clone());
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "producer epoch task failed"),
+                }
+            }
         }
     }
+}
+
+/// Asks the cluster for the next epoch of the producer's id, retrying while the controller is unavailable.
+async fn new_epoch(shared: Arc<Shared>, current: Identity) -> Result<Identity> {
+    let patience = Duration::from_millis(shared.config.delivery_timeout_ms);
+    let (producer_id, epoch) = shared.cluster.init_producer_id(current.producer_id, current.epoch, patience).await?;
+    Ok(Identity { producer_id, epoch })
 }
 
 /// Sends one produce request and pairs every batch with its outcome. Never fails as a whole: a transport
@@ -107,14 +157,14 @@ async fn send_request(
     shared: Arc<Shared>,
     broker: u32,
     address: String,
-    mut batches: Vec<ProducerBatch>,
+    batches: Vec<ProducerBatch>,
 ) -> RequestOutcome {
     let config = &shared.config;
     let request = ProduceRequest {
         acks: config.acks.to_proto() as i32,
         timeout_ms: u32::try_from(config.request_timeout_ms).unwrap_or(u32::MAX),
         partitions: batches
-            .iter_mut()
+            .iter()
             .map(|b| PartitionRecords { topic: b.tp.topic.clone(), partition: b.tp.partition, records: b.bytes() })
             .collect(),
     };
@@ -156,27 +206,61 @@ fn complete(shared: &Shared, outcomes: Vec<(ProducerBatch, Result<u64>)>) -> boo
     let mut accumulator = shared.lock();
     for (mut batch, outcome) in outcomes {
         let tp = batch.tp.clone();
-        match outcome {
+        let error = match outcome {
             Ok(base_offset) => {
                 accumulator.finished(&tp, batch.id);
                 batch.succeed(base_offset);
+                continue;
             }
-            Err(error) => {
-                refresh |= error.needs_metadata_refresh();
-                let retry_at = now + Duration::from_millis(shared.config.retry_backoff_ms);
-                if error.is_retriable() && retry_at < batch.deadline {
-                    tracing::debug!(partition = %tp, %error, attempts = batch.attempts, records = batch.record_count(), "retrying batch");
-                    batch.attempts += 1;
-                    batch.last_error = Some(error);
-                    accumulator.requeue(batch, retry_at);
-                } else {
-                    accumulator.finished(&tp, batch.id);
-                    let error =
-                        if error.is_retriable() { timeout_error(shared, &batch) } else { permanent_error(error, &tp) };
-                    batch.fail(error);
-                }
-            }
+            Err(error) => error,
+        };
+        if let Some(fatal) = accumulator.fatal.clone() {
+            accumulator.finished(&tp, batch.id);
+            batch.fail(fatal);
+            continue;
         }
+        refresh |= error.needs_metadata_refresh();
+        let code = error.code();
+        if code == Some(ErrorCode::ProducerFenced) {
+            let fenced = Error::ProducerFenced { message: error.to_string() };
+            tracing::error!(partition = %tp, %error, "producer fenced by a newer instance");
+            accumulator.finished(&tp, batch.id);
+            batch.fail(fenced.clone());
+            for queued in accumulator.fail_all(fenced.clone()) {
+                queued.fail(fenced.clone());
+            }
+            continue;
+        }
+        let refused_sequence = batch.sequence.is_some()
+            && matches!(code, Some(ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducerId));
+        let retry_at = now + Duration::from_millis(shared.config.retry_backoff_ms);
+        let retry = if refused_sequence {
+            // The broker did not write the batch. Either it overtook an older batch still unsettled (that one
+            // goes first on its retry), or the partition's sequence has a hole: a new epoch restarts it and
+            // the batch is renumbered.
+            batch.maybe_written = false;
+            if !accumulator.has_unsettled_before(&tp, batch.id) {
+                accumulator.epoch_bump_wanted = true;
+            }
+            true
+        } else if error.is_retriable() {
+            batch.maybe_written = true;
+            true
+        } else {
+            false
+        };
+        if retry && retry_at < batch.deadline {
+            tracing::debug!(partition = %tp, %error, attempts = batch.attempts, records = batch.record_count(), "retrying batch");
+            batch.attempts += 1;
+            batch.last_error = Some(error);
+            accumulator.requeue(batch, retry_at);
+            continue;
+        }
+        accumulator.finished(&tp, batch.id);
+        // A sequenced batch that fails leaves a hole in its partition's sequence.
+        accumulator.epoch_bump_wanted |= batch.sequence.is_some();
+        let error = if retry { timeout_error(shared, &batch) } else { permanent_error(error, &tp) };
+        batch.fail(error);
     }
     drop(accumulator);
     shared.wake.notify_one();

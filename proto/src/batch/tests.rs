@@ -156,3 +156,23 @@ proptest! {
         let _ = decode_records(&Bytes::from(batch));
     }
 }
+
+#[test]
+fn renumbered_producer_fields_keep_the_batch_valid() {
+    let mut builder = BatchBuilder::new();
+    builder.set_producer(7, 0, 40);
+    builder.push(1, None, Some(b"a"), &[]);
+    builder.push(2, None, Some(b"b"), &[]);
+    let mut bytes = builder.finish().to_vec();
+    set_producer_fields(&mut bytes, 9, 3, 0);
+    let header = validate(&bytes).expect("CRC recomputed");
+    assert_eq!((header.producer_id, header.producer_epoch, header.base_sequence), (9, 3, 0));
+    assert_eq!(header.record_count, 2);
+}
+
+#[test]
+fn sequences_wrap_after_i32_max() {
+    assert_eq!(advance_sequence(0, 5), 5);
+    assert_eq!(advance_sequence(i32::MAX, 1), 0);
+    assert_eq!(advance_sequence(i32::MAX - 1, 3), 1);
+}
