@@ -431,3 +431,27 @@ async fn producer_sequence_rules_are_enforced_per_partition() {
     assert_eq!(describe(&mut broker.client, "t").await.log_end_offset, 2, "refused batches wrote nothing");
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_that_overtakes_its_predecessor_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = TestBroker::start(dir.path(), &[]).await;
+    create(&mut broker.client, "t", 1, &[]).await;
+    let pid = new_producer(&mut broker.client).await;
+    // Sequence 1 arrives first (pipelined requests travel as concurrent HTTP/2 streams): the broker holds it
+    // until sequence 0 is in, then appends it after it.
+    let mut ahead_client = broker.client.clone();
+    let ahead =
+        tokio::spawn(async move { produce(&mut ahead_client, "t", 0, idempotent_batch(pid, 0, 1, &["b"])).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!ahead.is_finished(), "the batch ahead waits");
+    let first = produce(&mut broker.client, "t", 0, idempotent_batch(pid, 0, 0, &["a"])).await;
+    assert_eq!((first.error, first.base_offset), (None, 0));
+    let ahead = ahead.await.unwrap();
+    assert_eq!((ahead.error, ahead.base_offset), (None, 1), "appended right after its predecessor");
+    // A gap nobody fills is refused once the wait is over.
+    let gap = produce(&mut broker.client, "t", 0, idempotent_batch(pid, 0, 5, &["x"])).await;
+    assert_eq!(code(&gap.error), ErrorCode::OutOfOrderSequence);
+    assert_eq!(describe(&mut broker.client, "t").await.log_end_offset, 2);
+    broker.stop().await;
+}

@@ -76,9 +76,14 @@ fn append_one(
     match partition.append(&batches, acks_all, now_ms()) {
         Ok((first, last, leader_epoch)) => Ok((partition, first, last, leader_epoch)),
         Err(e) => {
+            // A gap after the expected sequence, or a producer the partition has not seen yet whose first
+            // batch (sequence 0) may still be on its way.
             let ahead = match (&e, batches.as_slice()) {
                 (PartitionError::Producer { verdict: Verdict::OutOfOrderSequence { expected }, .. }, [(header, _)]) => {
                     header.base_sequence > *expected
+                }
+                (PartitionError::Producer { verdict: Verdict::UnknownProducerId, .. }, [(header, _)]) => {
+                    header.base_sequence > 0
                 }
                 _ => false,
             };
