@@ -213,23 +213,28 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 /// Where a byte field lies inside its batch: `(start, length)`.
 type FieldSpan = (usize, usize);
 
-/// Positions of one record's fields inside its batch.
-struct RawRecord {
+/// A header's key range and value span inside its batch.
+type HeaderSpan = (std::ops::Range<usize>, Option<FieldSpan>);
+
+/// Positions of one record's fields inside its batch. The headers borrow a buffer the walk reuses, so
+/// walking a batch allocates nothing per record.
+struct RawRecord<'a> {
     timestamp_delta: i64,
     offset_delta: i32,
     key: Option<FieldSpan>,
     value: Option<FieldSpan>,
-    headers: Vec<(std::ops::Range<usize>, Option<FieldSpan>)>,
+    headers: &'a [HeaderSpan],
 }
 
 /// Walks the records of a batch whose header is already parsed, checking every length; `visit` sees each.
 fn walk_records(
     batch: &[u8],
     header: &BatchHeader,
-    mut visit: impl FnMut(RawRecord) -> Result<(), BatchError>,
+    mut visit: impl FnMut(RawRecord<'_>) -> Result<(), BatchError>,
 ) -> Result<(), BatchError> {
     let body = &batch[BATCH_HEADER_BYTES..header.size()];
     let mut reader = Reader::new(body);
+    let mut headers: Vec<HeaderSpan> = Vec::new();
     for _ in 0..header.record_count {
         let length = reader.varint()?;
         let length =
@@ -250,7 +255,7 @@ fn walk_records(
         if header_count > r.remaining() / 2 {
             return Err(BatchError::Invalid(format!("header count {header_count} exceeds the record")));
         }
-        let mut headers = Vec::with_capacity(header_count);
+        headers.clear();
         for _ in 0..header_count {
             let Some((at, len)) = r.nullable_bytes()? else {
                 return Err(BatchError::Invalid("null header key".into()));
@@ -264,7 +269,7 @@ fn walk_records(
         if r.remaining() != 0 {
             return Err(BatchError::Invalid(format!("{} stray bytes after a record", r.remaining())));
         }
-        visit(RawRecord { timestamp_delta, offset_delta, key, value, headers })?;
+        visit(RawRecord { timestamp_delta, offset_delta, key, value, headers: &headers })?;
     }
     if reader.remaining() != 0 {
         return Err(BatchError::Invalid(format!("{} bytes after the last record", reader.remaining())));
