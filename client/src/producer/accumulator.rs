@@ -173,6 +173,8 @@ pub(crate) struct Accumulator {
     next_batch_id: u64,
     /// Set for an idempotent producer.
     identity: Option<Identity>,
+    /// The partition the last record went to (see [`Accumulator::partition_key`]).
+    last_key: Option<TopicPartition>,
     /// The sequence the next sealed batch of each partition gets; kept while the partition's queue is empty.
     sequences: HashMap<TopicPartition, i32>,
     /// A sequenced batch failed for good, so its partition's sequence has a hole: the producer must take a new
@@ -194,6 +196,7 @@ impl Accumulator {
     ) -> Accumulator {
         Accumulator {
             identity,
+            last_key: None,
             sequences: HashMap::new(),
             epoch_bump_wanted: false,
             fatal: None,
@@ -224,18 +227,18 @@ impl Accumulator {
             Some(p) => p,
             None => {
                 let sticky = self.sticky_partition(&record.topic, partitions);
-                let tp = TopicPartition::new(record.topic.clone(), sticky);
-                if !self.open_batch_has_room(&tp, size_bound) && self.has_open_batch(&tp) {
+                let tp = self.partition_key(&record.topic, sticky);
+                let full = !self.open_batch_has_room(&tp, size_bound) && self.has_open_batch(&tp);
+                if full {
                     // The sticky batch is full: move on, so keyless load spreads one batch at a time.
                     self.seal_last(&tp);
                     wake_sender = true;
-                    self.advance_sticky(&record.topic)
-                } else {
-                    sticky
                 }
+                self.last_key = Some(tp);
+                if full { self.advance_sticky(&record.topic) } else { sticky }
             }
         };
-        let tp = TopicPartition::new(record.topic.clone(), partition);
+        let tp = self.partition_key(&record.topic, partition);
         if !self.open_batch_has_room(&tp, size_bound) {
             if self.has_open_batch(&tp) {
                 self.seal_last(&tp);
@@ -244,7 +247,6 @@ impl Accumulator {
             wake_sender = true;
         }
         let queue = self.queues.get_mut(&tp).expect("queue exists after start_batch");
-        let next_sequence = self.sequences.entry(tp.clone()).or_insert(0);
         let batch = queue.batches.back_mut().expect("open batch exists");
         let builder = batch.builder.as_mut().expect("last batch is open");
         let headers: Vec<(&str, Option<&[u8]>)> =
@@ -254,17 +256,31 @@ impl Accumulator {
         batch._buffer.extend(new.buffer);
         if builder.size_bytes() + BatchBuilder::record_size_bound(0, 0, 0) > self.batch_bytes_max {
             // Not even an empty record fits any more: the batch is as full as it gets.
+            let next_sequence = self.sequences.entry(tp.clone()).or_insert(0);
             batch.seal(self.identity, next_sequence);
             wake_sender = true;
             self.advance_sticky_from(&tp);
         }
+        self.last_key = Some(tp);
         Appended { partition, wake_sender }
+    }
+
+    /// The key of `topic`'s `partition`, reusing the last one built when it matches: records mostly go to the
+    /// partition the previous one went to, and building a key copies the topic name.
+    fn partition_key(&mut self, topic: &str, partition: u32) -> TopicPartition {
+        match self.last_key.take() {
+            Some(key) if key.partition == partition && key.topic == topic => key,
+            _ => TopicPartition::new(topic.to_owned(), partition),
+        }
     }
 
     fn sticky_partition(&mut self, topic: &str, partitions: u32) -> u32 {
         // Topics start on different partitions so that several keyless topics do not all load partition 0.
         let start = (self.next_batch_id % u64::from(partitions)) as u32;
-        let sticky = self.sticky.entry(topic.to_owned()).or_insert(Sticky { partition: start, partitions });
+        if !self.sticky.contains_key(topic) {
+            self.sticky.insert(topic.to_owned(), Sticky { partition: start, partitions });
+        }
+        let sticky = self.sticky.get_mut(topic).expect("inserted above");
         if sticky.partitions != partitions {
             // The topic grew (or the metadata changed): keep the choice valid.
             *sticky = Sticky { partition: sticky.partition % partitions, partitions };
