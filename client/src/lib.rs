@@ -31,11 +31,15 @@ mod cluster;
 mod config;
 mod consumer;
 mod error;
+mod group;
 pub mod partitioner;
 mod producer;
 mod types;
 
-pub use admin::{Admin, BrokerStatus, ClusterDescription, PartitionDescription, TopicDescription, TopicSummary};
+pub use admin::{
+    Admin, BrokerStatus, ClusterDescription, GroupDescription, GroupMemberDescription, GroupOffset, GroupPartitionRef,
+    GroupSummary, OffsetResetTarget, PartitionDescription, TopicDescription, TopicSummary,
+};
 pub use config::{Acks, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, OffsetReset, ProducerConfig, parse_bootstrap};
 pub use consumer::Consumer;
 pub use error::{BrokerError, Error, ErrorCode, Result};
