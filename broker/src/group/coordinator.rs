@@ -85,7 +85,12 @@ impl GroupCoordinator {
         let not_here = || CoordinatorError::NotCoordinator { broker: self.node_id, group: group_id.to_string() };
         let count = self.offsets_partitions().ok_or_else(not_here)?;
         let index = offsets_partition_for(group_id, count);
-        let shard = self.lock_shards().get(&index).cloned().ok_or_else(not_here)?;
+        let Some(shard) = self.lock_shards().get(&index).cloned() else {
+            // Led here but not picked up yet (the next tick does): the client retries rather than looking
+            // elsewhere.
+            let led_here = self.partitions.get(OFFSETS_TOPIC, index).is_some_and(|p| p.offsets().is_leader);
+            return Err(if led_here { CoordinatorError::Loading(group_id.to_string()) } else { not_here() });
+        };
         if !shard.loaded.load(Ordering::SeqCst) {
             return Err(CoordinatorError::Loading(group_id.to_string()));
         }
