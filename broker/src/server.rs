@@ -54,7 +54,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         config.replica_lag_ms_max,
     )?);
     let groups = Arc::new(GroupCoordinator::new(
-        config.node_id,
+        link.clone(),
         partitions.clone(),
         controller.subscribe(),
         config.produce_timeout_ms,

@@ -14,7 +14,7 @@ use rill_proto::v1::{self, OffsetSpec};
 use crate::cluster::Cluster;
 use crate::config::{ClientConfig, ConsumerConfig, OffsetReset};
 use crate::error::{BrokerError, Error, ErrorCode, Result};
-use crate::group::{Assignment, GroupClient, MemberSettings, Membership};
+use crate::group::{Assignment, GroupClient, Held, MemberSettings, Membership};
 use crate::types::{ConsumerRecord, TopicPartition};
 
 /// A consumer's group membership, as applied by the foreground.
@@ -243,7 +243,8 @@ impl Consumer {
                     self.positions.insert(tp, start);
                 }
             }
-            *group.membership.owned.lock().expect("owned set poisoned") = latest.partitions.clone();
+            *group.membership.owned.lock().expect("owned set poisoned") =
+                Held { partitions: latest.partitions.clone(), seq: latest.seq };
             group.applied = latest;
             group.membership.wake.notify_one();
             tracing::debug!(generation = group.applied.generation, partitions = ?group.applied.partitions, "assignment applied");

@@ -170,6 +170,15 @@ pub(crate) struct Assignment {
     pub member_id: String,
     pub generation: u32,
     pub partitions: BTreeSet<TopicPartition>,
+    /// The coordinator's number for this assignment, reported back with the partitions held once applied.
+    pub seq: u32,
+}
+
+/// The partitions the consumer holds, as of the assignment numbered `seq`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Held {
+    pub partitions: BTreeSet<TopicPartition>,
+    pub seq: u32,
 }
 
 /// How a member joins and heartbeats.
@@ -187,7 +196,7 @@ pub(crate) struct Membership {
     pub client: Arc<GroupClient>,
     pub assignment: watch::Receiver<Assignment>,
     /// The partitions the consumer holds, reported in every heartbeat.
-    pub owned: Arc<Mutex<BTreeSet<TopicPartition>>>,
+    pub owned: Arc<Mutex<Held>>,
     /// Wakes the loop for an early heartbeat (after the consumer let go of partitions).
     pub wake: Arc<Notify>,
     stop: watch::Sender<bool>,
@@ -197,7 +206,7 @@ pub(crate) struct Membership {
 impl Membership {
     pub fn start(client: Arc<GroupClient>, settings: MemberSettings) -> Membership {
         let (assignment_tx, assignment) = watch::channel(Assignment::default());
-        let owned = Arc::new(Mutex::new(BTreeSet::new()));
+        let owned = Arc::new(Mutex::new(Held::default()));
         let wake = Arc::new(Notify::new());
         let (stop, stop_rx) = watch::channel(false);
         let task =
@@ -208,7 +217,9 @@ impl Membership {
     /// Stops heartbeating and leaves the group, so its partitions move at once rather than after the session
     /// timeout.
     pub async fn leave(mut self) -> Result<()> {
+        // A heartbeat in flight may be retrying against an unreachable coordinator: abandon it.
         let _ = self.stop.send(true);
+        self.task.abort();
         let _ = (&mut self.task).await;
         let member_id = self.assignment.borrow().member_id.clone();
         if member_id.is_empty() {
@@ -241,7 +252,7 @@ async fn member_loop(
     client: Arc<GroupClient>,
     settings: MemberSettings,
     assignment: watch::Sender<Assignment>,
-    owned: Arc<Mutex<BTreeSet<TopicPartition>>>,
+    owned: Arc<Mutex<Held>>,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -265,13 +276,13 @@ async fn member_loop(
             }
         }
         if !member_id.is_empty() {
-            let held: Vec<v1::GroupPartition> =
-                owned.lock().expect("owned set poisoned").iter().map(to_proto).collect();
+            let held = owned.lock().expect("owned set poisoned").clone();
             let request = v1::HeartbeatRequest {
                 group_id: client.group_id.clone(),
                 member_id: member_id.clone(),
                 generation,
-                owned: held,
+                owned: held.partitions.iter().map(to_proto).collect(),
+                assignment_seq: held.seq,
             };
             let answer = client
                 .call(|mut c| {
@@ -286,7 +297,13 @@ async fn member_loop(
                     let partitions: BTreeSet<TopicPartition> =
                         reply.assignment.into_iter().map(|p| TopicPartition::new(p.topic, p.partition)).collect();
                     assignment.send_if_modified(|a| {
-                        let next = Assignment { incarnation, member_id: member_id.clone(), generation, partitions };
+                        let next = Assignment {
+                            incarnation,
+                            member_id: member_id.clone(),
+                            generation,
+                            partitions,
+                            seq: reply.assignment_seq,
+                        };
                         let changed = *a != next;
                         *a = next;
                         changed
@@ -297,6 +314,9 @@ async fn member_loop(
                     member_id.clear();
                     generation = 0;
                     incarnation += 1;
+                    // A new member starts with nothing granted; the consumer drops what it held when it
+                    // applies the new incarnation.
+                    *owned.lock().expect("owned set poisoned") = Held::default();
                     assignment.send_replace(Assignment { incarnation, ..Assignment::default() });
                     continue;
                 }

@@ -431,6 +431,7 @@ async fn a_commit_from_a_stale_generation_is_refused() {
             member_id: a.member_id.clone(),
             generation: a.generation,
             owned: vec![],
+            assignment_seq: 0,
         })
         .await
         .unwrap()

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use super::records::GroupRecord;
 use super::state::{GroupError, GroupState};
 use super::{OFFSETS_TOPIC, offsets_partition_for};
-use crate::cluster_link::monotonic_ms;
+use crate::cluster_link::{ClusterLink, monotonic_ms};
 use crate::limits::{GROUP_LOAD_WAIT_MS, GROUP_TICK_MS};
 use crate::manager::PartitionManager;
 use crate::metadata::MetadataState;
@@ -51,6 +51,7 @@ struct Shard {
 
 pub struct GroupCoordinator {
     node_id: u32,
+    link: Arc<ClusterLink>,
     partitions: Arc<PartitionManager>,
     metadata: watch::Receiver<Arc<MetadataState>>,
     write_timeout_ms: u64,
@@ -64,12 +65,19 @@ pub fn partition_counts(metadata: &MetadataState) -> BTreeMap<String, u32> {
 
 impl GroupCoordinator {
     pub fn new(
-        node_id: u32,
+        link: Arc<ClusterLink>,
         partitions: Arc<PartitionManager>,
         metadata: watch::Receiver<Arc<MetadataState>>,
         write_timeout_ms: u64,
     ) -> GroupCoordinator {
-        GroupCoordinator { node_id, partitions, metadata, write_timeout_ms, shards: Mutex::new(HashMap::new()) }
+        GroupCoordinator {
+            node_id: link.node_id(),
+            link,
+            partitions,
+            metadata,
+            write_timeout_ms,
+            shards: Mutex::new(HashMap::new()),
+        }
     }
 
     fn lock_shards(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<Shard>>> {
@@ -95,7 +103,9 @@ impl GroupCoordinator {
             return Err(CoordinatorError::Loading(group_id.to_string()));
         }
         let offsets = shard.partition.offsets();
-        if !offsets.is_leader || offsets.leader_epoch != Some(shard.leader_epoch) {
+        // The lease is checked against the clock here too: a broker back from a pause must not answer from
+        // groups another coordinator may have changed meanwhile.
+        if !offsets.is_leader || offsets.leader_epoch != Some(shard.leader_epoch) || !self.link.lease_valid() {
             return Err(not_here());
         }
         Ok(shard)

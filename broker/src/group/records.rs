@@ -31,6 +31,8 @@ pub struct MemberSnapshot {
     pub rebalance_timeout_ms: u64,
     pub target: BTreeSet<TopicPartition>,
     pub held: BTreeSet<TopicPartition>,
+    pub granted: BTreeSet<TopicPartition>,
+    pub assignment_seq: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +77,8 @@ impl GroupRecord {
                     }
                     put_partitions(&mut value, &m.target);
                     put_partitions(&mut value, &m.held);
+                    put_partitions(&mut value, &m.granted);
+                    put_u32(&mut value, m.assignment_seq);
                 }
             }
             GroupRecord::OffsetCommit { group_id, partition, committed } => {
@@ -121,6 +125,8 @@ impl GroupRecord {
                     }
                     let target = v.partitions()?;
                     let held = v.partitions()?;
+                    let granted = v.partitions()?;
+                    let assignment_seq = v.u32()?;
                     members.push(MemberSnapshot {
                         member_id,
                         client_id,
@@ -129,6 +135,8 @@ impl GroupRecord {
                         rebalance_timeout_ms,
                         target,
                         held,
+                        granted,
+                        assignment_seq,
                     });
                 }
                 GroupRecord::Snapshot {

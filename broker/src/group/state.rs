@@ -5,7 +5,10 @@
 //!
 //! Hand-off rule: a member is granted a partition of its assignment only while no other member holds it. A
 //! member holds what it was granted until a heartbeat no longer lists it (it released it) or the member is
-//! removed, so no two members ever read the same partition.
+//! removed, so no two members ever read the same partition. Each answer's assignment carries a sequence
+//! number that grows whenever the assignment changes, and a heartbeat says which assignment its list reflects:
+//! only a list that reflects the latest answer releases anything, because a member may still apply an answer
+//! that was on its way when it sent an older list.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -48,6 +51,9 @@ pub struct Member {
     pub target: BTreeSet<TopicPartition>,
     /// What it may be reading: granted to it and not yet released.
     pub held: BTreeSet<TopicPartition>,
+    /// The assignment last sent to it, and its sequence number.
+    pub granted: BTreeSet<TopicPartition>,
+    pub assignment_seq: u32,
     /// Removed when `now_ms` passes this without a heartbeat.
     pub session_deadline_ms: u64,
     /// Removed when it still holds a partition outside its assignment at this time.
@@ -64,6 +70,8 @@ impl Member {
             rebalance_timeout_ms: self.rebalance_timeout_ms,
             target: self.target.clone(),
             held: self.held.clone(),
+            granted: self.granted.clone(),
+            assignment_seq: self.assignment_seq,
         }
     }
 
@@ -94,6 +102,8 @@ pub struct HeartbeatReply {
     pub generation: u32,
     /// The partitions the member may read now.
     pub assignment: BTreeSet<TopicPartition>,
+    /// Grows whenever the member's assignment changes; the member reports it back with what it holds.
+    pub assignment_seq: u32,
     /// Some partition of the generation still waits for its previous owner.
     pub rebalancing: bool,
 }
@@ -170,6 +180,8 @@ impl GroupState {
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
                     target: m.target,
                     held: m.held,
+                    granted: m.granted,
+                    assignment_seq: m.assignment_seq,
                 };
                 member.update_release_deadline(now_ms);
                 (member.member_id.clone(), member)
@@ -233,6 +245,8 @@ impl GroupState {
                     rebalance_timeout_ms: request.rebalance_timeout_ms,
                     target: BTreeSet::new(),
                     held: BTreeSet::new(),
+                    granted: BTreeSet::new(),
+                    assignment_seq: 0,
                     session_deadline_ms: now_ms + request.session_timeout_ms,
                     release_deadline_ms: None,
                 };
@@ -244,13 +258,16 @@ impl GroupState {
         Ok(((member_id, self.generation), self.snapshot_record_since(&before)))
     }
 
-    /// A member's heartbeat, listing the partitions it holds. Renews its session, takes note of what it
-    /// released, and grants it each partition of its assignment that no other member holds.
+    /// A member's heartbeat, listing the partitions it holds as of the assignment numbered `owned_seq`.
+    /// Renews its session, takes note of what it released, and grants it each partition of its assignment
+    /// that no other member holds.
+    #[allow(clippy::too_many_arguments)]
     pub fn heartbeat(
         &mut self,
         member_id: &str,
         generation: u32,
         owned: &BTreeSet<TopicPartition>,
+        owned_seq: u32,
         partition_counts: &BTreeMap<String, u32>,
         now_ms: u64,
     ) -> Result<(HeartbeatReply, Vec<GroupRecord>), GroupError> {
@@ -258,8 +275,11 @@ impl GroupState {
         self.check_generation(generation)?;
         let member = self.member_mut(member_id)?;
         member.session_deadline_ms = now_ms + member.session_timeout_ms;
-        // It holds at most what it reports: it never takes a partition it was not granted.
-        member.held = member.held.intersection(owned).cloned().collect();
+        // A list that reflects the latest assignment sent is what the member holds (never more than it was
+        // granted). An older list says nothing: an answer on its way may still give the member more.
+        if owned_seq == member.assignment_seq {
+            member.held = member.held.intersection(owned).cloned().collect();
+        }
         let subscribed: BTreeSet<String> = self.members.values().flat_map(|m| m.topics.iter().cloned()).collect();
         let counts_now: BTreeMap<String, u32> =
             subscribed.iter().filter_map(|t| partition_counts.get(t).map(|n| (t.clone(), *n))).collect();
@@ -272,9 +292,14 @@ impl GroupState {
         let assignment: BTreeSet<TopicPartition> =
             member.target.iter().filter(|tp| !held_by_others.contains(*tp)).cloned().collect();
         member.held.extend(assignment.iter().cloned());
+        if member.granted != assignment {
+            member.granted = assignment.clone();
+            member.assignment_seq = member.assignment_seq.wrapping_add(1);
+        }
+        let assignment_seq = member.assignment_seq;
         member.update_release_deadline(now_ms);
         let rebalancing = self.phase() == GroupPhase::Rebalancing;
-        let reply = HeartbeatReply { generation: self.generation, assignment, rebalancing };
+        let reply = HeartbeatReply { generation: self.generation, assignment, assignment_seq, rebalancing };
         Ok((reply, self.snapshot_record_since(&before)))
     }
 

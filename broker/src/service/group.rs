@@ -187,7 +187,7 @@ pub async fn heartbeat(core: &BrokerCore, request: HeartbeatRequest) -> Heartbea
     let outcome = core
         .groups
         .update(&request.group_id, |group, counts, now| {
-            group.heartbeat(&request.member_id, request.generation, &owned, counts, now)
+            group.heartbeat(&request.member_id, request.generation, &owned, request.assignment_seq, counts, now)
         })
         .await;
     match outcome {
@@ -196,6 +196,7 @@ pub async fn heartbeat(core: &BrokerCore, request: HeartbeatRequest) -> Heartbea
             generation: reply.generation,
             assignment: reply.assignment.iter().map(to_proto).collect(),
             rebalancing: reply.rebalancing,
+            assignment_seq: reply.assignment_seq,
         },
         Err(e) => HeartbeatResponse { error: from_coordinator(&e), ..Default::default() },
     }
