@@ -167,9 +167,23 @@ impl Consumer {
     ///
     /// Not cancel safe: the offsets may or may not have been committed when the future is dropped.
     pub async fn commit(&mut self) -> Result<()> {
+        self.commit_with_metadata("").await
+    }
+
+    /// [`commit`](Consumer::commit), recording `metadata` (at most 4096 bytes) with each offset; the
+    /// coordinator keeps it beside the offset.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Consumer::commit); an `INVALID_REQUEST` broker error for metadata that is too long.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the offsets may or may not have been committed when the future is dropped.
+    pub async fn commit_with_metadata(&mut self, metadata: &str) -> Result<()> {
         let group = self.group.as_mut().ok_or_else(|| Error::Config("commit needs a subscribed consumer".into()))?;
         let partitions: BTreeSet<TopicPartition> = self.positions.keys().cloned().collect();
-        commit_consumed(group, &partitions).await
+        commit_consumed(group, &partitions, metadata).await
     }
 
     /// The group's committed offsets of `partitions` (absent where none is committed).
@@ -200,7 +214,7 @@ impl Consumer {
         let Some(mut group) = self.group.take() else { return Ok(()) };
         let partitions: BTreeSet<TopicPartition> = self.positions.keys().cloned().collect();
         let committed = if self.config.enable_auto_commit && group.applied.incarnation == current_incarnation(&group) {
-            commit_consumed(&mut group, &partitions).await
+            commit_consumed(&mut group, &partitions, "").await
         } else {
             Ok(())
         };
@@ -223,7 +237,7 @@ impl Consumer {
             let lost = latest.incarnation != group.applied.incarnation;
             if !revoked.is_empty() && self.config.enable_auto_commit && !lost {
                 group.applied.generation = latest.generation;
-                if let Err(e) = commit_consumed(group, &revoked).await {
+                if let Err(e) = commit_consumed(group, &revoked, "").await {
                     tracing::warn!(error = %e, "commit of released partitions failed; they may be read again");
                 }
             }
@@ -254,7 +268,7 @@ impl Consumer {
         {
             group.last_auto_commit = Instant::now();
             let partitions: BTreeSet<TopicPartition> = self.positions.keys().cloned().collect();
-            if let Err(e) = commit_consumed(group, &partitions).await {
+            if let Err(e) = commit_consumed(group, &partitions, "").await {
                 tracing::warn!(error = %e, "auto-commit failed");
             }
         }
@@ -761,11 +775,14 @@ fn current_incarnation(group: &GroupMember) -> u64 {
 
 /// Commits the consumed offsets of `partitions` that changed since the last commit, in the generation of the
 /// latest assignment; one retry in a newer generation if the group moved on meanwhile.
-async fn commit_consumed(group: &mut GroupMember, partitions: &BTreeSet<TopicPartition>) -> Result<()> {
+async fn commit_consumed(group: &mut GroupMember, partitions: &BTreeSet<TopicPartition>, metadata: &str) -> Result<()> {
+    // Unchanged offsets are not written again, unless the commit carries metadata to record.
     let offsets: BTreeMap<TopicPartition, u64> = group
         .consumed
         .iter()
-        .filter(|(tp, offset)| partitions.contains(*tp) && group.committed.get(*tp) != Some(*offset))
+        .filter(|(tp, offset)| {
+            partitions.contains(*tp) && (!metadata.is_empty() || group.committed.get(*tp) != Some(*offset))
+        })
         .map(|(tp, offset)| (tp.clone(), *offset))
         .collect();
     if offsets.is_empty() {
@@ -773,14 +790,14 @@ async fn commit_consumed(group: &mut GroupMember, partitions: &BTreeSet<TopicPar
     }
     let member_id = group.applied.member_id.clone();
     let mut generation = group.applied.generation.max(group.membership.assignment.borrow().generation);
-    let mut outcome = group.membership.client.commit(&member_id, generation, &offsets).await;
+    let mut outcome = group.membership.client.commit(&member_id, generation, &offsets, metadata).await;
     if let Err(Error::Broker(e)) = &outcome
         && e.code == ErrorCode::StaleGeneration
     {
         let latest = group.membership.assignment.borrow().generation;
         if latest > generation {
             generation = latest;
-            outcome = group.membership.client.commit(&member_id, generation, &offsets).await;
+            outcome = group.membership.client.commit(&member_id, generation, &offsets, metadata).await;
         }
     }
     outcome?;

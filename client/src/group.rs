@@ -133,6 +133,7 @@ impl GroupClient {
         member_id: &str,
         generation: u32,
         offsets: &BTreeMap<TopicPartition, u64>,
+        metadata: &str,
     ) -> Result<()> {
         let request = v1::CommitOffsetsRequest {
             group_id: self.group_id.clone(),
@@ -144,7 +145,7 @@ impl GroupClient {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
                     offset: *offset,
-                    metadata: String::new(),
+                    metadata: metadata.to_owned(),
                 })
                 .collect(),
         };

@@ -466,6 +466,39 @@ async fn a_commit_from_a_stale_generation_is_refused() {
     assert!(current.error.is_none(), "{current:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_commit_records_what_was_handed_out_and_a_restarted_consumer_resumes_there() {
+    use futures::StreamExt;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = BrokerProcess::start(BrokerOptions::default());
+    let client = ClientConfig::new(&broker.addr()).unwrap();
+    create_topic(&client, "jobs", 1, None).await;
+    produce(&client, "jobs", 1, (0..20).map(|i| format!("job-{i}"))).await;
+    let config = ConsumerConfig { enable_auto_commit: false, ..group_config("workers") };
+    let mut first = Consumer::connect(client.clone(), config.clone()).await.unwrap();
+    first.subscribe(&["jobs"]).await.unwrap();
+    let taken: Vec<u64> = first.stream().take(10).map(|r| r.unwrap().offset).collect().await;
+    assert_eq!(taken, (0..10).collect::<Vec<_>>());
+    // The stream fetched further than it handed out; only what was handed out is committed.
+    first.commit_with_metadata("after job-9").await.unwrap();
+    drop(first); // a crash: no leave, so the partition moves when the session times out
+
+    let mut second = Consumer::connect(client.clone(), config).await.unwrap();
+    second.subscribe(&["jobs"]).await.unwrap();
+    let next = std::pin::pin!(second.stream()).next().await.unwrap().unwrap();
+    assert_eq!((next.offset, String::from_utf8_lossy(&next.value.unwrap()).as_ref()), (10, "job-10"));
+    let fetched = rpc::connect(&broker.addr())
+        .await
+        .unwrap()
+        .fetch_offsets(v1::FetchOffsetsRequest { group_id: "workers".into(), partitions: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    let offsets: Vec<(u64, &str)> = fetched.offsets.iter().map(|o| (o.offset, o.metadata.as_str())).collect();
+    assert_eq!(offsets, vec![(10, "after job-9")]);
+    second.close().await.unwrap();
+}
+
 fn describe_json(broker: &BrokerProcess, group: &str) -> Value {
     let out = broker.rill(&["group", "describe", group, "--format", "json"], b"").success();
     serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("bad JSON {:?}: {e}", out.stdout))

@@ -45,7 +45,7 @@ impl Sim {
     fn beat(&mut self, group: &mut GroupState, member: &str, now_ms: u64) -> BTreeSet<TopicPartition> {
         let owned = self.owned.get(member).cloned().unwrap_or_default();
         let (reply, _) =
-            group.heartbeat(member, group.generation, &owned, latest(&group, member), &counts(6), now_ms).unwrap();
+            group.heartbeat(member, group.generation, &owned, latest(group, member), &counts(6), now_ms).unwrap();
         self.owned.insert(member.to_string(), reply.assignment.clone());
         reply.assignment
     }
