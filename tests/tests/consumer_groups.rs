@@ -499,6 +499,53 @@ async fn an_explicit_commit_records_what_was_handed_out_and_a_restarted_consumer
     second.close().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_group_requests_get_clear_errors_and_the_internal_topic_is_protected() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = BrokerProcess::start(BrokerOptions::default());
+    let client = ClientConfig::new(&broker.addr()).unwrap();
+    create_topic(&client, "t", 1, None).await;
+    let mut rill = rpc::connect(&broker.addr()).await.unwrap();
+    let code = |e: Option<&v1::Error>| rpc::error_code(e);
+    let found = rill.find_coordinator(v1::FindCoordinatorRequest { group_id: String::new() }).await.unwrap();
+    assert_eq!(code(found.get_ref().error.as_ref()), v1::ErrorCode::InvalidRequest);
+    let bad_joins = [
+        v1::JoinGroupRequest { group_id: "g".into(), topics: vec![], ..Default::default() },
+        v1::JoinGroupRequest {
+            group_id: "g".into(),
+            topics: vec!["t".into()],
+            session_timeout_ms: 5,
+            ..Default::default()
+        },
+        v1::JoinGroupRequest { group_id: "x".repeat(300), topics: vec!["t".into()], ..Default::default() },
+    ];
+    for join in bad_joins {
+        let answer = rill.join_group(join.clone()).await.unwrap().into_inner();
+        assert_eq!(code(answer.error.as_ref()), v1::ErrorCode::InvalidRequest, "{join:?}: {answer:?}");
+    }
+    let long_metadata = v1::CommitOffsetsRequest {
+        group_id: "g".into(),
+        member_id: "m".into(),
+        generation: 1,
+        offsets: vec![v1::OffsetCommit { topic: "t".into(), partition: 0, offset: 1, metadata: "m".repeat(5_000) }],
+    };
+    let answer = rill.commit_offsets(long_metadata).await.unwrap().into_inner();
+    assert_eq!(code(answer.error.as_ref()), v1::ErrorCode::InvalidRequest);
+    // The internal topic exists now (FindCoordinator made it); clients may neither write nor remove it.
+    rill.find_coordinator(v1::FindCoordinatorRequest { group_id: "g".into() }).await.unwrap();
+    let produced = rpc::produce_values(&broker.addr(), "__consumer_offsets", 0, v1::Acks::All, 0, &["junk".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(code(produced.error.as_ref()), v1::ErrorCode::InvalidRequest, "{produced:?}");
+    let deleted = broker.rill(&["topic", "delete", "__consumer_offsets"], b"");
+    assert_ne!(deleted.code(), Some(0));
+    assert!(deleted.stderr.contains("reserved for internal topics"), "{}", deleted.stderr);
+    let created = broker.rill(&["topic", "create", "__mine", "--partitions", "1"], b"");
+    assert!(created.stderr.contains("reserved for internal topics"), "{}", created.stderr);
+    // The broker is still healthy.
+    broker.rill(&["group", "describe", "g"], b"").success();
+}
+
 fn describe_json(broker: &BrokerProcess, group: &str) -> Value {
     let out = broker.rill(&["group", "describe", group, "--format", "json"], b"").success();
     serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("bad JSON {:?}: {e}", out.stdout))

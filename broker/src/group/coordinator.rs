@@ -303,8 +303,12 @@ impl GroupCoordinator {
             let counts = partition_counts(&self.metadata.borrow());
             let ids: Vec<String> = groups.keys().cloned().collect();
             for id in ids {
+                let now = monotonic_ms();
+                if !groups[&id].expiry_due(now) {
+                    continue;
+                }
                 let mut next = groups[&id].clone();
-                let (expired, records) = next.expire(&counts, monotonic_ms());
+                let (expired, records) = next.expire(&counts, now);
                 if records.is_empty() {
                     continue;
                 }

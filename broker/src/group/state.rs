@@ -317,6 +317,13 @@ impl GroupState {
         Ok(self.snapshot_record_since(&before))
     }
 
+    /// Whether [`GroupState::expire`] would remove anyone at `now_ms` (cheap: no copy of the group).
+    pub fn expiry_due(&self, now_ms: u64) -> bool {
+        self.members
+            .values()
+            .any(|m| now_ms > m.session_deadline_ms || m.release_deadline_ms.is_some_and(|d| now_ms > d))
+    }
+
     /// Removes members whose session ran out, or who kept partitions taken from them past their rebalance
     /// timeout. Returns the removed member ids and the records to write.
     pub fn expire(&mut self, partition_counts: &BTreeMap<String, u32>, now_ms: u64) -> (Vec<String>, Vec<GroupRecord>) {

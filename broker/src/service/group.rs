@@ -183,6 +183,9 @@ pub async fn join_group(core: &BrokerCore, request: JoinGroupRequest) -> JoinGro
 }
 
 pub async fn heartbeat(core: &BrokerCore, request: HeartbeatRequest) -> HeartbeatResponse {
+    if let Err(e) = check_group_id(&request.group_id) {
+        return HeartbeatResponse { error: invalid(e), ..Default::default() };
+    }
     let owned: BTreeSet<TopicPartition> = request.owned.iter().map(from_proto).collect();
     let outcome = core
         .groups
@@ -203,6 +206,9 @@ pub async fn heartbeat(core: &BrokerCore, request: HeartbeatRequest) -> Heartbea
 }
 
 pub async fn leave_group(core: &BrokerCore, request: LeaveGroupRequest) -> LeaveGroupResponse {
+    if let Err(e) = check_group_id(&request.group_id) {
+        return LeaveGroupResponse { error: invalid(e) };
+    }
     let outcome = core
         .groups
         .update(&request.group_id, |group, counts, now| Ok(((), group.leave(&request.member_id, counts, now)?)))
@@ -236,6 +242,9 @@ fn offsets_to_write(offsets: &[OffsetCommit]) -> Result<Vec<(TopicPartition, u64
 }
 
 pub async fn commit_offsets(core: &BrokerCore, request: CommitOffsetsRequest) -> CommitOffsetsResponse {
+    if let Err(e) = check_group_id(&request.group_id) {
+        return CommitOffsetsResponse { error: invalid(e) };
+    }
     let offsets = match offsets_to_write(&request.offsets) {
         Ok(offsets) => offsets,
         Err(e) => return CommitOffsetsResponse { error: invalid(e) },
@@ -267,6 +276,9 @@ fn committed_offsets(group: &GroupState, only: &[GroupPartition]) -> Vec<Committ
 }
 
 pub async fn fetch_offsets(core: &BrokerCore, request: FetchOffsetsRequest) -> FetchOffsetsResponse {
+    if let Err(e) = check_group_id(&request.group_id) {
+        return FetchOffsetsResponse { error: invalid(e), offsets: Vec::new() };
+    }
     let outcome = core
         .groups
         .read(&request.group_id, |group| group.map(|g| committed_offsets(g, &request.partitions)).unwrap_or_default())
@@ -294,6 +306,9 @@ pub async fn list_groups(core: &BrokerCore) -> ListGroupsResponse {
 }
 
 pub async fn describe_group(core: &BrokerCore, request: DescribeGroupRequest) -> DescribeGroupResponse {
+    if let Err(e) = check_group_id(&request.group_id) {
+        return DescribeGroupResponse { error: invalid(e), ..Default::default() };
+    }
     let outcome = core
         .groups
         .read(&request.group_id, |group| match group {
