@@ -197,7 +197,7 @@ impl Consumer {
     /// Cancel safe.
     pub async fn committed(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, u64>> {
         let group = self.group.as_ref().ok_or_else(|| Error::Config("committed needs a subscribed consumer".into()))?;
-        group.membership.client.fetch_offsets(partitions).await
+        group.membership.client.fetch_offsets(partitions, None).await
     }
 
     /// Leaves the group, committing first when auto-commit is on, so the partitions move to the other
@@ -248,7 +248,23 @@ impl Consumer {
             }
             self.pending.retain(|r| !revoked.contains(&TopicPartition::new(r.topic.clone(), r.partition)));
             if !added.is_empty() {
-                let committed = group.membership.client.fetch_offsets(&added).await?;
+                let member = Some((latest.member_id.as_str(), latest.generation));
+                let committed = match group.membership.client.fetch_offsets(&added, member).await {
+                    Ok(committed) => committed,
+                    // The group moved on (or removed this member) since the answer that granted these: report
+                    // only what is held, learn the news from an early heartbeat, and try again next time.
+                    Err(Error::Broker(e))
+                        if matches!(e.code, ErrorCode::StaleGeneration | ErrorCode::UnknownMemberId) =>
+                    {
+                        tracing::debug!(error = %e, "committed offsets refused; waiting for the next assignment");
+                        let held = self.positions.keys().cloned().collect();
+                        *group.membership.owned.lock().expect("owned set poisoned") =
+                            Held { partitions: held, seq: latest.seq };
+                        group.membership.wake.notify_one();
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
                 for tp in added {
                     let start = committed.get(&tp).copied();
                     if let Some(offset) = start {

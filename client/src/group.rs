@@ -114,10 +114,18 @@ impl GroupClient {
         }
     }
 
-    pub async fn fetch_offsets(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, u64>> {
+    /// The committed offsets of `partitions`, asked as `member` (id and generation) when given.
+    pub async fn fetch_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        member: Option<(&str, u32)>,
+    ) -> Result<BTreeMap<TopicPartition, u64>> {
+        let (member_id, generation) = member.unwrap_or(("", 0));
         let request = v1::FetchOffsetsRequest {
             group_id: self.group_id.clone(),
             partitions: partitions.iter().map(to_proto).collect(),
+            member_id: member_id.to_owned(),
+            generation,
         };
         let response = self
             .call(|mut c| {

@@ -454,13 +454,26 @@ async fn a_commit_from_a_stale_generation_is_refused() {
     let stranger = rill.commit_offsets(commit("nobody", b.generation, 9)).await.unwrap().into_inner();
     assert_eq!(rpc::error_code(stranger.error.as_ref()), v1::ErrorCode::UnknownMemberId);
     let fetched = rill
-        .fetch_offsets(v1::FetchOffsetsRequest { group_id: "g".into(), partitions: vec![] })
+        .fetch_offsets(v1::FetchOffsetsRequest { group_id: "g".into(), ..Default::default() })
         .await
         .unwrap()
         .into_inner();
     let offsets: Vec<(u32, u64, &str)> =
         fetched.offsets.iter().map(|o| (o.partition, o.offset, o.metadata.as_str())).collect();
     assert_eq!(offsets, vec![(0, 5, "checkpoint")]);
+    // A member reading offsets is held to the same rules; a tool (no member id) is not.
+    let fetch_as = |member_id: &str, generation: u32| v1::FetchOffsetsRequest {
+        group_id: "g".into(),
+        member_id: member_id.into(),
+        generation,
+        ..Default::default()
+    };
+    let stale = rill.fetch_offsets(fetch_as(&a.member_id, a.generation)).await.unwrap().into_inner();
+    assert_eq!(rpc::error_code(stale.error.as_ref()), v1::ErrorCode::StaleGeneration, "{stale:?}");
+    let stranger = rill.fetch_offsets(fetch_as("nobody", b.generation)).await.unwrap().into_inner();
+    assert_eq!(rpc::error_code(stranger.error.as_ref()), v1::ErrorCode::UnknownMemberId, "{stranger:?}");
+    let current = rill.fetch_offsets(fetch_as(&b.member_id, b.generation)).await.unwrap().into_inner();
+    assert_eq!(current.offsets.len(), 1, "{current:?}");
     // In the current generation a may commit a partition it still holds.
     let current = rill.commit_offsets(commit(&a.member_id, b.generation, 7)).await.unwrap().into_inner();
     assert!(current.error.is_none(), "{current:?}");
@@ -490,7 +503,7 @@ async fn an_explicit_commit_records_what_was_handed_out_and_a_restarted_consumer
     let fetched = rpc::connect(&broker.addr())
         .await
         .unwrap()
-        .fetch_offsets(v1::FetchOffsetsRequest { group_id: "workers".into(), partitions: vec![] })
+        .fetch_offsets(v1::FetchOffsetsRequest { group_id: "workers".into(), ..Default::default() })
         .await
         .unwrap()
         .into_inner();

@@ -344,6 +344,22 @@ impl GroupState {
         (expired, self.snapshot_record_since(&before))
     }
 
+    /// Checks that `member_id` is a member and `generation` the current generation (a member reading its
+    /// committed offsets).
+    pub fn check_member(&self, member_id: &str, generation: u32) -> Result<(), GroupError> {
+        if !self.members.contains_key(member_id) {
+            return Err(self.unknown_member(member_id));
+        }
+        if generation != self.generation {
+            return Err(GroupError::StaleGeneration {
+                group: self.group_id.clone(),
+                given: generation,
+                current: self.generation,
+            });
+        }
+        Ok(())
+    }
+
     /// Commits offsets for a member of the current generation, each for a partition the member holds.
     pub fn commit(
         &mut self,

@@ -235,6 +235,10 @@ fn commits_are_refused_from_stale_generations_non_members_and_non_owners() {
         Err(GroupError::NotOwner { .. })
     ));
     assert_eq!(group.offsets[&tp].offset, 10, "refused commits change nothing");
+    // Reading committed offsets as a member follows the same rules.
+    assert!(matches!(group.check_member(&a, old), Err(GroupError::StaleGeneration { .. })));
+    assert!(matches!(group.check_member("nobody", group.generation), Err(GroupError::UnknownMember { .. })));
+    assert_eq!(group.check_member(&b, group.generation), Ok(()));
     // a, in the new generation, may still commit the partition it holds while it hands it over.
     group.commit(&a, group.generation, vec![(tp.clone(), 12, String::new())], 7).unwrap();
     assert_eq!(group.offsets[&tp].offset, 12);

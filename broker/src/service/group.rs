@@ -281,8 +281,21 @@ pub async fn fetch_offsets(core: &BrokerCore, request: FetchOffsetsRequest) -> F
     }
     let outcome = core
         .groups
-        .read(&request.group_id, |group| group.map(|g| committed_offsets(g, &request.partitions)).unwrap_or_default())
-        .await;
+        .read(&request.group_id, |group| {
+            if !request.member_id.is_empty() {
+                let member = match group {
+                    Some(g) => g.check_member(&request.member_id, request.generation),
+                    None => Err(GroupError::UnknownMember {
+                        group: request.group_id.clone(),
+                        member: request.member_id.clone(),
+                    }),
+                };
+                member.map_err(CoordinatorError::Group)?;
+            }
+            Ok(group.map(|g| committed_offsets(g, &request.partitions)).unwrap_or_default())
+        })
+        .await
+        .and_then(|inner| inner);
     match outcome {
         Ok(offsets) => FetchOffsetsResponse { error: None, offsets },
         Err(e) => FetchOffsetsResponse { error: from_coordinator(&e), offsets: Vec::new() },
