@@ -299,7 +299,13 @@ impl GroupCoordinator {
             .map(|(i, s)| (*i, s.clone()))
             .collect();
         for (_, shard) in shards {
+            let asked = std::time::Instant::now();
             let mut groups = shard.groups.lock().await;
+            // The shard was busy (a slow acks=all write): heartbeats queued meanwhile must renew their
+            // sessions before anyone is found silent, so expiry waits for the next tick.
+            if asked.elapsed() > Duration::from_millis(GROUP_TICK_MS) {
+                continue;
+            }
             let counts = partition_counts(&self.metadata.borrow());
             let ids: Vec<String> = groups.keys().cloned().collect();
             for id in ids {
