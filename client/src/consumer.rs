@@ -119,6 +119,7 @@ impl Consumer {
         if topics.is_empty() {
             return Err(Error::Config("subscribe needs at least one topic".into()));
         }
+        check_group_settings(&group_id, &self.config)?;
         if self.group.is_none() && !self.positions.is_empty() {
             return Err(Error::Config("a consumer with assigned partitions cannot also subscribe".into()));
         }
@@ -785,6 +786,27 @@ impl Consumer {
     }
 }
 
+/// Refuses settings every coordinator would refuse, so a misconfigured member fails at `subscribe` instead of
+/// retrying to join forever.
+fn check_group_settings(group_id: &str, config: &ConsumerConfig) -> Result<()> {
+    if group_id.is_empty() || group_id.len() > 255 || group_id.chars().any(char::is_control) {
+        return Err(Error::Config("the group id must be 1 to 255 printable bytes".into()));
+    }
+    if !(1_000..=300_000).contains(&config.session_timeout_ms) {
+        return Err(Error::Config("session_timeout_ms must be between 1000 and 300000".into()));
+    }
+    if config.rebalance_timeout_ms > 600_000 {
+        return Err(Error::Config("rebalance_timeout_ms must be at most 600000".into()));
+    }
+    if config.heartbeat_interval_ms == 0 || config.heartbeat_interval_ms >= config.session_timeout_ms {
+        return Err(Error::Config("heartbeat_interval_ms must be positive and below session_timeout_ms".into()));
+    }
+    if config.client_id.len() > 255 {
+        return Err(Error::Config("client_id must be at most 255 bytes".into()));
+    }
+    Ok(())
+}
+
 fn current_incarnation(group: &GroupMember) -> u64 {
     group.membership.assignment.borrow().incarnation
 }
@@ -834,4 +856,25 @@ fn no_leader(tp: &TopicPartition) -> Error {
         message: format!("partition {tp} has no reachable leader"),
         retriable: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_settings_every_coordinator_refuses_are_refused_at_subscribe() {
+        let good = ConsumerConfig::default();
+        assert!(check_group_settings("g", &good).is_ok());
+        assert!(check_group_settings("", &good).is_err());
+        assert!(check_group_settings(&"g".repeat(256), &good).is_err());
+        for bad in [
+            ConsumerConfig { session_timeout_ms: 500, ..good.clone() },
+            ConsumerConfig { rebalance_timeout_ms: 700_000, ..good.clone() },
+            ConsumerConfig { heartbeat_interval_ms: 20_000, ..good.clone() },
+            ConsumerConfig { heartbeat_interval_ms: 0, ..good.clone() },
+        ] {
+            assert!(check_group_settings("g", &bad).is_err(), "{bad:?}");
+        }
+    }
 }

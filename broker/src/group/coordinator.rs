@@ -166,7 +166,12 @@ impl GroupCoordinator {
         let header = batch::validate(&bytes).expect("a batch the builder made is valid");
         let partition = &shard.partition;
         let outcome = match partition.append(&[(header, &bytes)], true, now) {
-            Ok((_, last_offset, epoch)) => partition.wait_committed(last_offset, epoch, self.write_timeout_ms).await,
+            Ok((_, last_offset, epoch)) if epoch == shard.leader_epoch => {
+                partition.wait_committed(last_offset, epoch, self.write_timeout_ms).await
+            }
+            // Leadership was lost and won back meanwhile: a newer shard is loading and may not see this write,
+            // so it is reported failed (the client retries there).
+            Ok(_) => Err(PartitionError::NotLeader(partition.name())),
             Err(e) => Err(e),
         };
         outcome.map_err(|error| {
