@@ -17,6 +17,9 @@ use crate::error::{BrokerError, Error, ErrorCode, Result};
 use crate::group::{Assignment, GroupClient, Held, MemberSettings, Membership};
 use crate::types::{ConsumerRecord, TopicPartition};
 
+/// How often a group member whose lease ran out looks again whether a heartbeat was answered.
+const LEASE_RETRY_MS: u64 = 50;
+
 /// A consumer's group membership, as applied by the foreground.
 struct GroupMember {
     membership: Membership,
@@ -480,6 +483,20 @@ impl Consumer {
         let deadline = Instant::now() + timeout;
         loop {
             self.sync_group().await?;
+            if let Some(group) = &self.group
+                && !self.positions.is_empty()
+                && !group.membership.lease_valid()
+            {
+                // Possibly removed from the group (a pause, a partition from the coordinator): read nothing
+                // until a heartbeat is answered and says what this member still owns.
+                group.membership.wake.notify_one();
+                let nap = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(LEASE_RETRY_MS));
+                tokio::time::sleep(nap).await;
+                if Instant::now() >= deadline {
+                    return Ok(Vec::new());
+                }
+                continue;
+            }
             self.reset_unknown_positions().await?;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let max_wait = remaining.min(Duration::from_millis(u64::from(self.config.fetch_max_wait_ms)));

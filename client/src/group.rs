@@ -208,6 +208,9 @@ pub(crate) struct Membership {
     pub owned: Arc<Mutex<Held>>,
     /// Wakes the loop for an early heartbeat (after the consumer let go of partitions).
     pub wake: Arc<Notify>,
+    /// When the last answered heartbeat was sent (before its first attempt).
+    answered: Arc<Mutex<Option<Instant>>>,
+    session_timeout: Duration,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -218,9 +221,19 @@ impl Membership {
         let owned = Arc::new(Mutex::new(Held::default()));
         let wake = Arc::new(Notify::new());
         let (stop, stop_rx) = watch::channel(false);
-        let task =
-            tokio::spawn(member_loop(client.clone(), settings, assignment_tx, owned.clone(), wake.clone(), stop_rx));
-        Membership { client, assignment, owned, wake, stop, task }
+        let answered = Arc::new(Mutex::new(None));
+        let session_timeout = Duration::from_millis(settings.session_timeout_ms);
+        let shared =
+            Shared { assignment: assignment_tx, owned: owned.clone(), wake: wake.clone(), answered: answered.clone() };
+        let task = tokio::spawn(member_loop(client.clone(), settings, shared, stop_rx));
+        Membership { client, assignment, owned, wake, answered, session_timeout, stop, task }
+    }
+
+    /// Whether a heartbeat sent less than a session timeout ago was answered. Otherwise the coordinator may
+    /// already have removed this member and handed its partitions to others, so the consumer stops reading
+    /// until a heartbeat is answered again (the member's lease, measured like a broker's).
+    pub fn lease_valid(&self) -> bool {
+        self.answered.lock().expect("lease poisoned").is_some_and(|sent| sent.elapsed() < self.session_timeout)
     }
 
     /// Stops heartbeating and leaves the group, so its partitions move at once rather than after the session
@@ -256,15 +269,22 @@ impl Drop for Membership {
     }
 }
 
+/// What the member loop shares with the consumer.
+struct Shared {
+    assignment: watch::Sender<Assignment>,
+    owned: Arc<Mutex<Held>>,
+    wake: Arc<Notify>,
+    answered: Arc<Mutex<Option<Instant>>>,
+}
+
 /// Joins, then heartbeats until stopped, publishing every assignment; joins again after being removed.
 async fn member_loop(
     client: Arc<GroupClient>,
     settings: MemberSettings,
-    assignment: watch::Sender<Assignment>,
-    owned: Arc<Mutex<Held>>,
-    wake: Arc<Notify>,
+    shared: Shared,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Shared { assignment, owned, wake, answered } = shared;
     let mut member_id = String::new();
     let mut generation = 0;
     let mut incarnation = 0;
@@ -293,6 +313,7 @@ async fn member_loop(
                 owned: held.partitions.iter().map(to_proto).collect(),
                 assignment_seq: held.seq,
             };
+            let sent = Instant::now();
             let answer = client
                 .call(|mut c| {
                     let request = client.cluster.request(request.clone(), Duration::ZERO);
@@ -301,6 +322,7 @@ async fn member_loop(
                 .await;
             match answer {
                 Ok(reply) => {
+                    *answered.lock().expect("lease poisoned") = Some(sent);
                     generation = reply.generation;
                     rebalancing = reply.rebalancing;
                     let partitions: BTreeSet<TopicPartition> =
@@ -323,6 +345,7 @@ async fn member_loop(
                     member_id.clear();
                     generation = 0;
                     incarnation += 1;
+                    *answered.lock().expect("lease poisoned") = None;
                     // A new member starts with nothing granted; the consumer drops what it held when it
                     // applies the new incarnation.
                     *owned.lock().expect("owned set poisoned") = Held::default();
