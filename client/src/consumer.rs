@@ -485,7 +485,7 @@ impl Consumer {
             self.sync_group().await?;
             if let Some(group) = &self.group
                 && !self.positions.is_empty()
-                && !group.membership.lease_valid()
+                && !group.membership.lease_valid(group.applied.incarnation)
             {
                 // Possibly removed from the group (a pause, a partition from the coordinator): read nothing
                 // until a heartbeat is answered and says what this member still owns.

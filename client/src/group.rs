@@ -208,8 +208,8 @@ pub(crate) struct Membership {
     pub owned: Arc<Mutex<Held>>,
     /// Wakes the loop for an early heartbeat (after the consumer let go of partitions).
     pub wake: Arc<Notify>,
-    /// When the last answered heartbeat was sent (before its first attempt).
-    answered: Arc<Mutex<Option<Instant>>>,
+    /// When the last answered heartbeat was sent (before its first attempt), and by which incarnation.
+    answered: Arc<Mutex<Option<(Instant, u64)>>>,
     session_timeout: Duration,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -229,11 +229,16 @@ impl Membership {
         Membership { client, assignment, owned, wake, answered, session_timeout, stop, task }
     }
 
-    /// Whether a heartbeat sent less than a session timeout ago was answered. Otherwise the coordinator may
-    /// already have removed this member and handed its partitions to others, so the consumer stops reading
-    /// until a heartbeat is answered again (the member's lease, measured like a broker's).
-    pub fn lease_valid(&self) -> bool {
-        self.answered.lock().expect("lease poisoned").is_some_and(|sent| sent.elapsed() < self.session_timeout)
+    /// Whether a heartbeat of `incarnation` (the one whose partitions the consumer reads) sent less than a
+    /// session timeout ago was answered. Otherwise the coordinator may already have removed this member and
+    /// handed its partitions to others, so the consumer stops reading until a heartbeat is answered again (the
+    /// member's lease, measured like a broker's). An answer to a later incarnation does not count: the
+    /// consumer has not dropped the old incarnation's partitions yet.
+    pub fn lease_valid(&self, incarnation: u64) -> bool {
+        self.answered
+            .lock()
+            .expect("lease poisoned")
+            .is_some_and(|(sent, by)| by == incarnation && sent.elapsed() < self.session_timeout)
     }
 
     /// Stops heartbeating and leaves the group, so its partitions move at once rather than after the session
@@ -274,7 +279,7 @@ struct Shared {
     assignment: watch::Sender<Assignment>,
     owned: Arc<Mutex<Held>>,
     wake: Arc<Notify>,
-    answered: Arc<Mutex<Option<Instant>>>,
+    answered: Arc<Mutex<Option<(Instant, u64)>>>,
 }
 
 /// Joins, then heartbeats until stopped, publishing every assignment; joins again after being removed.
@@ -322,7 +327,7 @@ async fn member_loop(
                 .await;
             match answer {
                 Ok(reply) => {
-                    *answered.lock().expect("lease poisoned") = Some(sent);
+                    *answered.lock().expect("lease poisoned") = Some((sent, incarnation));
                     generation = reply.generation;
                     rebalancing = reply.rebalancing;
                     let partitions: BTreeSet<TopicPartition> =

@@ -28,6 +28,9 @@ use crate::service::now_ms;
 
 /// Bytes read per step while loading a shard.
 const LOAD_READ_BYTES: usize = 1024 * 1024;
+/// Heartbeat arrivals one shard notes between expiry rounds (one round is a tick): far above any real group
+/// population, so only a flood of bogus heartbeats is dropped, and the map stays bounded.
+const ARRIVALS_MAX: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -47,6 +50,9 @@ struct Shard {
     leader_epoch: u32,
     loaded: AtomicBool,
     groups: tokio::sync::Mutex<BTreeMap<String, GroupState>>,
+    /// When heartbeats arrived, by (group, member), noted before they wait for `groups`: a heartbeat queued
+    /// behind a slow write still counts for the member's session when expiry runs first.
+    arrivals: Mutex<HashMap<(String, String), u64>>,
 }
 
 pub struct GroupCoordinator {
@@ -130,6 +136,17 @@ impl GroupCoordinator {
             groups.insert(group_id.to_string(), next);
         }
         Ok(answer)
+    }
+
+    /// Notes that a heartbeat of `member_id` arrived now, before it waits for its shard.
+    pub fn note_heartbeat(&self, group_id: &str, member_id: &str) {
+        let Some(count) = self.offsets_partitions() else { return };
+        let index = offsets_partition_for(group_id, count);
+        let Some(shard) = self.lock_shards().get(&index).cloned() else { return };
+        let mut arrivals = shard.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        if arrivals.len() < ARRIVALS_MAX {
+            arrivals.insert((group_id.to_string(), member_id.to_string()), monotonic_ms());
+        }
     }
 
     /// Reads a group (`None` if the coordinator has no state for it).
@@ -226,6 +243,7 @@ impl GroupCoordinator {
                         leader_epoch: epoch,
                         loaded: AtomicBool::new(false),
                         groups: tokio::sync::Mutex::new(BTreeMap::new()),
+                        arrivals: Mutex::new(HashMap::new()),
                     });
                     shards.insert(index, shard.clone());
                     tokio::spawn(self.clone().load(index, shard));
@@ -304,16 +322,17 @@ impl GroupCoordinator {
             .map(|(i, s)| (*i, s.clone()))
             .collect();
         for (_, shard) in shards {
-            let asked = std::time::Instant::now();
             let mut groups = shard.groups.lock().await;
-            // The shard was busy (a slow acks=all write): heartbeats queued meanwhile must renew their
-            // sessions before anyone is found silent, so expiry waits for the next tick.
-            if asked.elapsed() > Duration::from_millis(GROUP_TICK_MS) {
-                continue;
-            }
             let counts = partition_counts(&self.metadata.borrow());
             let ids: Vec<String> = groups.keys().cloned().collect();
             for id in ids {
+                // Heartbeats that arrived while the shard was busy (a slow acks=all write) renew first.
+                let arrivals = std::mem::take(&mut *shard.arrivals.lock().unwrap_or_else(|p| p.into_inner()));
+                for ((group_id, member_id), at_ms) in arrivals {
+                    if let Some(group) = groups.get_mut(&group_id) {
+                        group.renew_session(&member_id, at_ms);
+                    }
+                }
                 let now = monotonic_ms();
                 if !groups[&id].expiry_due(now) {
                     continue;

@@ -317,6 +317,14 @@ impl GroupState {
         Ok(self.snapshot_record_since(&before))
     }
 
+    /// A heartbeat of `member_id` arrived at `now_ms` (and waits to be served): its session runs from then.
+    /// Nothing persisted changes.
+    pub fn renew_session(&mut self, member_id: &str, now_ms: u64) {
+        if let Some(member) = self.members.get_mut(member_id) {
+            member.session_deadline_ms = member.session_deadline_ms.max(now_ms + member.session_timeout_ms);
+        }
+    }
+
     /// Whether [`GroupState::expire`] would remove anyone at `now_ms` (cheap: no copy of the group).
     pub fn expiry_due(&self, now_ms: u64) -> bool {
         self.members

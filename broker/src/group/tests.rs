@@ -188,6 +188,18 @@ fn a_silent_member_is_removed_after_its_session_timeout() {
 }
 
 #[test]
+fn a_heartbeat_noted_on_arrival_keeps_the_session_while_it_waits() {
+    let mut group = GroupState::new("g");
+    let (a, _) = join(&mut group, "a", 0);
+    // a's heartbeat arrived at 2000 but waits behind a slow write; expiry runs at 3500.
+    group.renew_session(&a, 2_000);
+    let (expired, _) = group.expire(&counts(6), 3_500);
+    assert!(expired.is_empty());
+    group.renew_session("nobody", 2_000);
+    assert!(group.expiry_due(2_000 + SESSION_MS + 1));
+}
+
+#[test]
 fn a_member_that_never_releases_is_removed_after_its_rebalance_timeout() {
     let mut group = GroupState::new("g");
     let (a, _) = join(&mut group, "a", 0);

@@ -186,6 +186,7 @@ pub async fn heartbeat(core: &BrokerCore, request: HeartbeatRequest) -> Heartbea
     if let Err(e) = check_group_id(&request.group_id) {
         return HeartbeatResponse { error: invalid(e), ..Default::default() };
     }
+    core.groups.note_heartbeat(&request.group_id, &request.member_id);
     let owned: BTreeSet<TopicPartition> = request.owned.iter().map(from_proto).collect();
     let outcome = core
         .groups
