@@ -74,6 +74,12 @@ pub struct Args {
     /// Replication factor of topics created without one [default: 1].
     #[arg(long, env = "RILL_DEFAULT_REPLICATION_FACTOR")]
     pub default_replication_factor: Option<u32>,
+    /// Partitions of the internal `__consumer_offsets` topic, fixed when it is first created [default: 8].
+    #[arg(long, env = "RILL_OFFSETS_TOPIC_PARTITIONS")]
+    pub offsets_topic_partitions: Option<u32>,
+    /// Replication factor of `__consumer_offsets`, lowered to the live brokers at creation [default: 3].
+    #[arg(long, env = "RILL_OFFSETS_TOPIC_REPLICATION_FACTOR")]
+    pub offsets_topic_replication_factor: Option<u32>,
     /// Default topic settings, overridable per topic with `--config key=value` at creation.
     /// Segment size in bytes [default: 1 GiB] (topic key `segment.bytes`).
     #[arg(long, env = "RILL_SEGMENT_BYTES")]
@@ -117,6 +123,8 @@ pub struct BrokerConfig {
     pub controller_voters: std::collections::BTreeMap<u32, String>,
     pub heartbeat_interval_ms: u64,
     pub session_timeout_ms: u64,
+    pub offsets_topic_partitions: u32,
+    pub offsets_topic_replication_factor: u32,
     /// Topic settings that apply where a topic sets none, as `key=value` in topic-config syntax.
     pub topic_defaults: std::collections::BTreeMap<String, String>,
 }
@@ -146,6 +154,8 @@ impl Args {
             controller_voters,
             heartbeat_interval_ms,
             session_timeout_ms,
+            offsets_topic_partitions,
+            offsets_topic_replication_factor,
             segment_bytes,
             segment_ms,
             retention_ms,
@@ -246,6 +256,10 @@ impl BrokerConfig {
             controller_voters,
             heartbeat_interval_ms: args.heartbeat_interval_ms.unwrap_or(limits::HEARTBEAT_INTERVAL_MS_DEFAULT),
             session_timeout_ms: args.session_timeout_ms.unwrap_or(limits::SESSION_TIMEOUT_MS_DEFAULT),
+            offsets_topic_partitions: args.offsets_topic_partitions.unwrap_or(limits::OFFSETS_TOPIC_PARTITIONS_DEFAULT),
+            offsets_topic_replication_factor: args
+                .offsets_topic_replication_factor
+                .unwrap_or(limits::OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT),
             topic_defaults,
         };
         config.check()?;
@@ -271,6 +285,15 @@ impl BrokerConfig {
             "fetch-bytes-max must be at least partition-fetch-bytes-max"
         );
         anyhow::ensure!(self.default_replication_factor >= 1, "default-replication-factor must be at least 1");
+        anyhow::ensure!(
+            (1..=limits::TOPIC_PARTITIONS_MAX).contains(&self.offsets_topic_partitions),
+            "offsets-topic-partitions must be between 1 and {}",
+            limits::TOPIC_PARTITIONS_MAX
+        );
+        anyhow::ensure!(
+            self.offsets_topic_replication_factor >= 1,
+            "offsets-topic-replication-factor must be at least 1"
+        );
         anyhow::ensure!(self.replica_lag_ms_max > 0, "replica-lag-ms-max must be positive");
         anyhow::ensure!(self.node_id >= 1, "node-id must be at least 1 (0 means \"no leader\" in metadata)");
         anyhow::ensure!(

@@ -3,6 +3,7 @@
 
 pub mod cluster_link;
 pub mod config;
+pub mod group;
 pub mod limits;
 pub mod manager;
 pub mod metadata;

@@ -81,3 +81,39 @@ pub const PRODUCER_ID_IDLE_MS_MAX_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
 /// far more distinct live producers than one partition sees in practice, while a storm of short-lived
 /// producers cannot grow the state without bound.
 pub const PRODUCER_IDS_PER_PARTITION_MAX: usize = 100_000;
+
+/// Partitions of `__consumer_offsets` by default, fixed when the topic is first created. Each is a log, a
+/// leader and a coordinator shard; eight spread coordinators over up to eight brokers, which is more than a
+/// small Rill cluster has, while each broker opens and rebuilds only a few logs at start (Kafka's 50 suit
+/// clusters of dozens of brokers).
+pub const OFFSETS_TOPIC_PARTITIONS_DEFAULT: u32 = 8;
+/// Replication factor of `__consumer_offsets` by default, lowered to the live brokers at creation.
+pub const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: u32 = 3;
+/// Segment size of `__consumer_offsets`: without compaction a coordinator reads its whole partition back
+/// after a leadership change, so segments stay small to keep retention and reads cheap.
+pub const OFFSETS_TOPIC_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Longest group id (Kafka sets none; this keeps records and log lines bounded).
+pub const GROUP_ID_BYTES_MAX: usize = 255;
+/// Longest client id a member may give.
+pub const CLIENT_ID_BYTES_MAX: usize = 255;
+/// Longest metadata string of an offset commit (Kafka's `offset.metadata.max.bytes` default).
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+/// Topics one member may subscribe to, and offsets one commit may carry.
+pub const GROUP_TOPICS_MAX: usize = 1_000;
+pub const COMMIT_OFFSETS_MAX: usize = 10_000;
+/// Session timeout of a member that gives none, and the bounds a member may ask for. A member silent this long
+/// is removed and its partitions move: long enough to ride out a slow poll loop, short enough that a crashed
+/// consumer's partitions resume within seconds.
+pub const GROUP_SESSION_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+pub const GROUP_SESSION_TIMEOUT_MS_MIN: u64 = 1_000;
+pub const GROUP_SESSION_TIMEOUT_MS_MAX: u64 = 300_000;
+/// How long a member may keep partitions taken from it before it is removed, if it gives no timeout.
+pub const GROUP_REBALANCE_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+pub const GROUP_REBALANCE_TIMEOUT_MS_MAX: u64 = 600_000;
+/// How often a coordinator checks sessions and its shards' leadership.
+pub const GROUP_TICK_MS: u64 = 100;
+/// How long a new coordinator waits for its partition's HW to reach the log end before reading it back.
+pub const GROUP_LOAD_WAIT_MS: u64 = 30_000;
+const _: () = assert!(GROUP_SESSION_TIMEOUT_MS_MIN <= GROUP_SESSION_TIMEOUT_MS_DEFAULT);
+const _: () = assert!(GROUP_SESSION_TIMEOUT_MS_DEFAULT <= GROUP_SESSION_TIMEOUT_MS_MAX);
+const _: () = assert!(GROUP_TICK_MS * 5 <= GROUP_SESSION_TIMEOUT_MS_MIN);

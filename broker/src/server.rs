@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::cluster_link::{ClusterLink, monotonic_ms};
 use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
 use crate::manager::PartitionManager;
 use crate::metadata::raft::{MetadataQuorum, QuorumConfig};
 use crate::metadata::{Controller, MetadataState, TopicPolicy};
@@ -52,6 +53,12 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         config.batch_bytes_max,
         config.replica_lag_ms_max,
     )?);
+    let groups = Arc::new(GroupCoordinator::new(
+        link.clone(),
+        partitions.clone(),
+        controller.subscribe(),
+        config.produce_timeout_ms,
+    ));
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (ready_tx, ready) = watch::channel(false);
     let metadata = controller.subscribe();
@@ -61,6 +68,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         link: link.clone(),
         metadata: metadata.clone(),
         partitions: partitions.clone(),
+        groups: groups.clone(),
         shutdown: shutdown.clone(),
         ready,
     });
@@ -109,6 +117,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
                 voters = ?config.controller_voters, elapsed_ms = started.elapsed().as_millis() as u64, "rill broker ready"
             );
             let _ = ready_tx.send(true);
+            tasks.push(tokio::spawn(groups.clone().run(shutdown.clone())));
             tasks.push(tokio::spawn(follow_metadata(metadata, partitions.clone())));
             tasks.push(tokio::spawn(upkeep(config.clone(), partitions.clone(), shutdown.clone())));
             tasks.push(tokio::spawn(keep_session(config.clone(), link.clone(), partitions.clone(), shutdown.clone())));

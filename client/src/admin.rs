@@ -1,4 +1,5 @@
-//! `Admin`: create, delete, list and describe topics, and describe the cluster.
+//! `Admin`: create, delete, list and describe topics, describe the cluster, and list, describe and reset
+//! consumer groups.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -10,7 +11,10 @@ use serde::Serialize;
 
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
+use crate::consumer::Consumer;
 use crate::error::{BrokerError, Error, Result};
+use crate::group::GroupClient;
+use crate::types::TopicPartition;
 
 /// One topic in a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,6 +46,62 @@ pub struct PartitionDescription {
     /// Offsets below this are committed and visible to consumers.
     pub high_watermark: u64,
     pub log_end_offset: u64,
+}
+
+/// One consumer group in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupSummary {
+    pub group: String,
+    /// `Empty` (no members), `Stable` or `Rebalancing` (a partition waits for its previous owner).
+    pub state: String,
+    pub generation: u32,
+    pub members: u32,
+}
+
+/// A consumer group: members, their assignments, and committed offsets with lag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupDescription {
+    pub group: String,
+    /// `Empty`, `Stable`, `Rebalancing`, or `Dead` for a group the cluster has no state for.
+    pub state: String,
+    pub generation: u32,
+    pub members: Vec<GroupMemberDescription>,
+    pub offsets: Vec<GroupOffset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupMemberDescription {
+    pub member_id: String,
+    pub client_id: String,
+    /// The member's assignment in the current generation.
+    pub partitions: Vec<GroupPartitionRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct GroupPartitionRef {
+    pub topic: String,
+    pub partition: u32,
+}
+
+/// A partition a group reads or has read: its committed offset, the partition's high watermark (the end a
+/// consumer can read to) and the difference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupOffset {
+    pub topic: String,
+    pub partition: u32,
+    /// `None` for an assigned partition without a committed offset yet.
+    pub committed_offset: Option<u64>,
+    pub log_end_offset: u64,
+    pub lag: Option<u64>,
+}
+
+/// Where [`Admin::reset_group_offsets`] moves a group's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetResetTarget {
+    Earliest,
+    Latest,
+    /// This offset, held within each partition's retained range.
+    Offset(u64),
 }
 
 /// A broker as the controller sees it.
@@ -258,6 +318,174 @@ impl Admin {
             .collect();
         brokers.sort_by_key(|b| b.id);
         Ok(ClusterDescription { brokers, active_controller: response.active_controller, voters: response.voters })
+    }
+
+    /// Every consumer group of the cluster (each broker lists those it coordinates).
+    ///
+    /// # Errors
+    ///
+    /// Transport errors if no broker answers.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
+        let metadata = self.cluster.refresh(&[]).await?;
+        let mut groups: BTreeMap<String, GroupSummary> = BTreeMap::new();
+        let mut answered = 0;
+        let mut last_error = None;
+        for address in metadata.brokers.values() {
+            let request = self.cluster.request(v1::ListGroupsRequest {}, Duration::ZERO);
+            let answer = match self.cluster.client(address) {
+                Ok(mut client) => client.list_groups(request).await.map_err(|s| Error::from_status(address, &s)),
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(response) => {
+                    answered += 1;
+                    for g in response.into_inner().groups {
+                        let summary = GroupSummary {
+                            group: g.group_id,
+                            state: g.state,
+                            generation: g.generation,
+                            members: g.members,
+                        };
+                        // During a coordinator move two brokers may list a group: the newer generation wins.
+                        if groups.get(&summary.group).is_none_or(|known| known.generation < summary.generation) {
+                            groups.insert(summary.group.clone(), summary);
+                        }
+                    }
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match (answered, last_error) {
+            (0, Some(e)) => Err(e),
+            _ => Ok(groups.into_values().collect()),
+        }
+    }
+
+    /// A group's members and assignments, and per partition its committed offset, the partition's high
+    /// watermark and the lag between them.
+    ///
+    /// # Errors
+    ///
+    /// Transport errors or the coordinator's refusal after the request timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription> {
+        let group = GroupClient::new(self.cluster.clone(), group_id);
+        let request = v1::DescribeGroupRequest { group_id: group_id.to_owned() };
+        let response = group
+            .call(|mut c| {
+                let request = self.cluster.request(request.clone(), Duration::ZERO);
+                async move { c.describe_group(request).await }
+            })
+            .await?;
+        let mut members: Vec<GroupMemberDescription> = response
+            .members
+            .into_iter()
+            .map(|m| {
+                let mut partitions: Vec<GroupPartitionRef> = m
+                    .partitions
+                    .into_iter()
+                    .map(|p| GroupPartitionRef { topic: p.topic, partition: p.partition })
+                    .collect();
+                partitions.sort();
+                GroupMemberDescription { member_id: m.member_id, client_id: m.client_id, partitions }
+            })
+            .collect();
+        members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        let mut committed: BTreeMap<TopicPartition, Option<u64>> =
+            response.offsets.into_iter().map(|o| (TopicPartition::new(o.topic, o.partition), Some(o.offset))).collect();
+        for m in &members {
+            for p in &m.partitions {
+                committed.entry(TopicPartition::new(p.topic.clone(), p.partition)).or_insert(None);
+            }
+        }
+        // Partitions of deleted topics have no end any more: they are left out.
+        let mut topics: Vec<String> = committed.keys().map(|tp| tp.topic.clone()).collect();
+        topics.dedup();
+        let metadata = self.cluster.refresh(&topics).await?;
+        committed.retain(|tp, _| metadata.check_partition(tp).is_ok());
+        let partitions: Vec<TopicPartition> = committed.keys().cloned().collect();
+        let ends = Consumer::list_offsets_of(&self.cluster, &partitions, v1::OffsetSpec::Latest, -1).await?;
+        let offsets = committed
+            .into_iter()
+            .map(|(tp, committed_offset)| {
+                let log_end_offset = ends.get(&tp).copied().unwrap_or(0);
+                GroupOffset {
+                    lag: committed_offset.map(|c| log_end_offset.saturating_sub(c)),
+                    topic: tp.topic,
+                    partition: tp.partition,
+                    committed_offset,
+                    log_end_offset,
+                }
+            })
+            .collect();
+        Ok(GroupDescription {
+            group: response.group_id,
+            state: response.state,
+            generation: response.generation,
+            members,
+            offsets,
+        })
+    }
+
+    /// Sets a group's committed offsets for every partition of `topic`; refused while the group has members.
+    /// Returns the offsets set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTopic`]; a `NON_EMPTY_GROUP` broker error while the group has members.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the offsets may or may not have been reset when the future is dropped.
+    pub async fn reset_group_offsets(
+        &self,
+        group_id: &str,
+        topic: &str,
+        target: OffsetResetTarget,
+    ) -> Result<BTreeMap<TopicPartition, u64>> {
+        let count = self.cluster.partition_count(topic).await?;
+        let partitions: Vec<TopicPartition> = (0..count).map(|p| TopicPartition::new(topic, p)).collect();
+        let earliest = Consumer::list_offsets_of(&self.cluster, &partitions, v1::OffsetSpec::Earliest, -1).await?;
+        let latest = Consumer::list_offsets_of(&self.cluster, &partitions, v1::OffsetSpec::Latest, -1).await?;
+        let offsets: BTreeMap<TopicPartition, u64> = partitions
+            .into_iter()
+            .map(|tp| {
+                let (low, high) = (earliest[&tp], latest[&tp]);
+                let offset = match target {
+                    OffsetResetTarget::Earliest => low,
+                    OffsetResetTarget::Latest => high,
+                    OffsetResetTarget::Offset(n) => n.clamp(low, high.max(low)),
+                };
+                (tp, offset)
+            })
+            .collect();
+        let request = v1::ResetOffsetsRequest {
+            group_id: group_id.to_owned(),
+            offsets: offsets
+                .iter()
+                .map(|(tp, offset)| v1::OffsetCommit {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: *offset,
+                    metadata: String::new(),
+                })
+                .collect(),
+        };
+        let group = GroupClient::new(self.cluster.clone(), group_id);
+        group
+            .call(|mut c| {
+                let request = self.cluster.request(request.clone(), Duration::ZERO);
+                async move { c.reset_offsets(request).await }
+            })
+            .await?;
+        Ok(offsets)
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the request timeout has passed; a broker that is

@@ -231,8 +231,23 @@ pub struct ConsumerConfig {
     pub partition_fetch_bytes_max: u32,
     /// Bytes per fetch response, across partitions; kept below tonic's 4 MiB default message limit.
     pub fetch_bytes_max: u32,
-    /// Start position of a partition assigned without a `seek`.
+    /// Start position of a partition assigned without a `seek`, or, in a group, without a committed offset.
     pub offset_reset: OffsetReset,
+    /// The consumer group [`Consumer::subscribe`](crate::Consumer::subscribe) joins; `None` for a consumer of
+    /// explicitly assigned partitions.
+    pub group_id: Option<String>,
+    /// Names this consumer in `rill group describe`.
+    pub client_id: String,
+    /// The coordinator removes a member it has not heard from for this long, and moves its partitions.
+    pub session_timeout_ms: u64,
+    /// How long the consumer may keep partitions taken from it (until its next poll) before it is removed.
+    pub rebalance_timeout_ms: u64,
+    /// How often the member heartbeats; well below `session_timeout_ms`.
+    pub heartbeat_interval_ms: u64,
+    /// Commit the offsets of records handed out every `auto_commit_interval_ms`, and before partitions are
+    /// given up (at-least-once). Without it, offsets are committed only by [`Consumer::commit`](crate::Consumer::commit).
+    pub enable_auto_commit: bool,
+    pub auto_commit_interval_ms: u64,
 }
 
 impl Default for ConsumerConfig {
@@ -243,6 +258,15 @@ impl Default for ConsumerConfig {
             partition_fetch_bytes_max: 1024 * 1024,
             fetch_bytes_max: 3 * 1024 * 1024,
             offset_reset: OffsetReset::Latest,
+            group_id: None,
+            client_id: "rill-consumer".to_owned(),
+            // Kafka's defaults are 45 s and 3 s; a Rill member heartbeats from its own task, so a shorter session
+            // moves a crashed consumer's partitions sooner without risking removal during a slow poll loop.
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            heartbeat_interval_ms: 1_000,
+            enable_auto_commit: true,
+            auto_commit_interval_ms: 5_000,
         }
     }
 }

@@ -6,6 +6,10 @@
 //! to each partition's leader, keeping one HTTP/2 channel per broker. When a broker answers that it is not the
 //! leader, or cannot be reached, the client refreshes its metadata and retries after a backoff.
 //!
+//! A [`Consumer`] either reads partitions it is assigned explicitly (below), or joins a consumer group with
+//! [`ConsumerConfig::group_id`] and [`Consumer::subscribe`]: the group's coordinator shares the topics'
+//! partitions among the members and keeps their committed offsets (see [`Consumer::subscribe`]).
+//!
 //! ```no_run
 //! # async fn demo() -> rill_client::Result<()> {
 //! use std::time::Duration;
@@ -31,11 +35,15 @@ mod cluster;
 mod config;
 mod consumer;
 mod error;
+mod group;
 pub mod partitioner;
 mod producer;
 mod types;
 
-pub use admin::{Admin, BrokerStatus, ClusterDescription, PartitionDescription, TopicDescription, TopicSummary};
+pub use admin::{
+    Admin, BrokerStatus, ClusterDescription, GroupDescription, GroupMemberDescription, GroupOffset, GroupPartitionRef,
+    GroupSummary, OffsetResetTarget, PartitionDescription, TopicDescription, TopicSummary,
+};
 pub use config::{Acks, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, OffsetReset, ProducerConfig, parse_bootstrap};
 pub use consumer::Consumer;
 pub use error::{BrokerError, Error, ErrorCode, Result};

@@ -1,5 +1,6 @@
 //! `rill produce` and `rill consume` against a real broker: 100,000 lines round trip in order, keys keep
-//! their partition, JSON output fields, and where a non-following consumer stops.
+//! their partition, JSON output fields, where a non-following consumer stops, and where a group consumer
+//! resumes.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
@@ -161,11 +162,18 @@ fn offset_out_of_range_is_reported() {
 }
 
 #[test]
-fn group_is_rejected_as_not_supported_yet() {
+fn a_group_consumer_resumes_from_its_committed_offset() {
     let broker = broker_with_topic("grouped", 1);
-    let out = broker.rill(&["consume", "grouped", "--group", "g1"], b"");
-    assert_eq!(out.code(), Some(1));
-    assert!(out.stderr.contains("not supported yet"), "{}", out.stderr);
+    broker.rill(&["produce", "grouped"], b"a\nb\nc\n").success();
+    let first = broker.rill(&["consume", "grouped", "--group", "g1", "--from-beginning", "--max-messages", "2"], b"");
+    assert_eq!(first.success().stdout, "a\nb\n");
+    broker.rill(&["produce", "grouped"], b"d\n").success();
+    // Where it stopped, not at the beginning (--from-beginning applies only without a committed offset).
+    let second = broker.rill(&["consume", "grouped", "--group", "g1", "--from-beginning", "--max-messages", "2"], b"");
+    assert_eq!(second.success().stdout, "c\nd\n");
+    let unknown = broker.rill(&["consume", "nosuch", "--group", "g1"], b"");
+    assert_eq!(unknown.code(), Some(1));
+    assert!(unknown.stderr.contains("topic 'nosuch' does not exist"), "{}", unknown.stderr);
 }
 
 #[test]

@@ -174,8 +174,27 @@ fn unavailable(message: &str) -> Option<rill_proto::v1::Error> {
     error(ErrorCode::Timeout, format!("the controller did not answer: {message}"))
 }
 
+/// Internal topics (`__` names) are made and removed by the broker itself, never by a client.
+fn reserved_name(name: &str) -> Option<rill_proto::v1::Error> {
+    let message = format!("'{name}': names starting with '__' are reserved for internal topics");
+    name.starts_with("__").then(|| error(ErrorCode::InvalidTopicName, message)).flatten()
+}
+
 /// CreateTopics from a client: served by the active controller wherever it runs.
-pub async fn create_topics(core: &BrokerCore, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create_topics(core: &BrokerCore, mut request: CreateTopicsRequest) -> CreateTopicsResponse {
+    let (reserved, allowed) = request.topics.into_iter().partition(|t| t.name.starts_with("__"));
+    request.topics = allowed;
+    let reserved: Vec<rill_proto::v1::NewTopic> = reserved;
+    let mut response = if request.topics.is_empty() {
+        CreateTopicsResponse::default()
+    } else {
+        create_allowed_topics(core, request).await
+    };
+    response.results.extend(reserved.into_iter().map(|t| TopicResult { error: reserved_name(&t.name), name: t.name }));
+    response
+}
+
+async fn create_allowed_topics(core: &BrokerCore, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let response = if core.controller.is_active() {
         create_topics_here(core, request.clone()).await
     } else {
@@ -203,7 +222,19 @@ pub async fn create_topics(core: &BrokerCore, request: CreateTopicsRequest) -> C
 }
 
 /// DeleteTopics from a client: served by the active controller wherever it runs.
-pub async fn delete_topics(core: &BrokerCore, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn delete_topics(core: &BrokerCore, mut request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let (reserved, allowed): (Vec<String>, Vec<String>) = request.names.into_iter().partition(|n| n.starts_with("__"));
+    request.names = allowed;
+    let mut response = if request.names.is_empty() {
+        DeleteTopicsResponse::default()
+    } else {
+        delete_allowed_topics(core, request).await
+    };
+    response.results.extend(reserved.into_iter().map(|name| TopicResult { error: reserved_name(&name), name }));
+    response
+}
+
+async fn delete_allowed_topics(core: &BrokerCore, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let response = if core.controller.is_active() {
         delete_topics_here(core, request.clone()).await
     } else {

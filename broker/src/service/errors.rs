@@ -17,6 +17,8 @@ fn retriable(code: ErrorCode) -> bool {
             | ErrorCode::Timeout
             | ErrorCode::ShuttingDown
             | ErrorCode::NotController
+            | ErrorCode::NotCoordinator
+            | ErrorCode::CoordinatorNotAvailable
     )
 }
 

@@ -5,6 +5,7 @@ mod admin;
 mod controller;
 mod errors;
 mod fetch;
+mod group;
 mod produce;
 mod replication;
 
@@ -21,6 +22,7 @@ use tonic::{Request, Response, Status};
 
 use crate::cluster_link::ClusterLink;
 use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
 use crate::manager::PartitionManager;
 use crate::metadata::{Controller, MetadataState};
 
@@ -31,6 +33,8 @@ pub struct BrokerCore {
     pub link: Arc<ClusterLink>,
     pub metadata: watch::Receiver<Arc<MetadataState>>,
     pub partitions: Arc<PartitionManager>,
+    /// The consumer groups this broker coordinates.
+    pub groups: Arc<GroupCoordinator>,
     /// Turns true when the broker starts shutting down; long polls and fetch streams end on it.
     pub shutdown: watch::Receiver<bool>,
     /// Turns true once the broker is registered and has opened its partitions. The server runs before
@@ -137,5 +141,64 @@ impl Rill for RillService {
     ) -> Result<Response<InitProducerIdResponse>, Status> {
         self.core.await_ready().await?;
         Ok(Response::new(admin::init_producer_id(&self.core, request.into_inner()).await))
+    }
+    async fn find_coordinator(
+        &self,
+        request: Request<FindCoordinatorRequest>,
+    ) -> Result<Response<FindCoordinatorResponse>, Status> {
+        self.core.await_ready().await?;
+        Ok(Response::new(group::find_coordinator(&self.core, request.into_inner()).await))
+    }
+
+    async fn join_group(&self, request: Request<JoinGroupRequest>) -> Result<Response<JoinGroupResponse>, Status> {
+        self.core.await_ready().await?;
+        Ok(Response::new(group::join_group(&self.core, request.into_inner()).await))
+    }
+
+    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        self.core.await_ready().await?;
+        Ok(Response::new(group::heartbeat(&self.core, request.into_inner()).await))
+    }
+
+    async fn leave_group(&self, request: Request<LeaveGroupRequest>) -> Result<Response<LeaveGroupResponse>, Status> {
+        self.core.await_ready().await?;
+        Ok(Response::new(group::leave_group(&self.core, request.into_inner()).await))
+    }
+
+    async fn commit_offsets(
+        &self,
+        request: Request<CommitOffsetsRequest>,
+    ) -> Result<Response<CommitOffsetsResponse>, Status> {
+        self.core.await_ready().await?;
+        Ok(Response::new(group::commit_offsets(&self.core, request.into_inner()).await))
+    }
+
+    async fn fetch_offsets(
+        &self,
+        request: Request<FetchOffsetsRequest>,
+    ) -> Result<Response<FetchOffsetsResponse>, Status> {
+        self.core.await_ready().await?;
+        Ok(Response::new(group::fetch_offsets(&self.core, request.into_inner()).await))
+    }
+
+    async fn list_groups(&self, _request: Request<ListGroupsRequest>) -> Result<Response<ListGroupsResponse>, Status> {
+        self.core.await_ready().await?;
+        Ok(Response::new(group::list_groups(&self.core).await))
+    }
+
+    async fn describe_group(
+        &self,
+        request: Request<DescribeGroupRequest>,
+    ) -> Result<Response<DescribeGroupResponse>, Status> {
+        self.core.await_ready().await?;
+        Ok(Response::new(group::describe_group(&self.core, request.into_inner()).await))
+    }
+
+    async fn reset_offsets(
+        &self,
+        request: Request<ResetOffsetsRequest>,
+    ) -> Result<Response<ResetOffsetsResponse>, Status> {
+        self.core.await_ready().await?;
+        Ok(Response::new(group::reset_offsets(&self.core, request.into_inner()).await))
     }
 }

@@ -69,6 +69,11 @@ fn append_one(
     p: &PartitionRecords,
     acks_all: bool,
 ) -> Result<(Arc<Partition>, u64, u64, u32), NotAppended> {
+    if p.topic == crate::group::OFFSETS_TOPIC {
+        return Err(
+            error(ErrorCode::InvalidRequest, format!("{} is written by group coordinators only", p.topic)).into()
+        );
+    }
     let Some(partition) = core.partitions.get(&p.topic, p.partition) else {
         return Err(errors::missing_partition(core, &p.topic, p.partition).into());
     };

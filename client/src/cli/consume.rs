@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::time::Duration;
 
-use anyhow::bail;
-use rill_client::{ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
+use rill_client::{ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition};
 use serde::Serialize;
 
 use super::output::ignore_closed_pipe;
@@ -20,7 +19,7 @@ const STDOUT_BUFFER_BYTES: usize = 256 * 1024;
 
 pub async fn run(client: ClientConfig, args: ConsumeArgs) -> anyhow::Result<()> {
     if let Some(group) = &args.group {
-        bail!("consumer groups are not supported yet (--group {group}); read partitions by offset instead");
+        return consume_in_group(client, &args, group).await;
     }
     let mut consumer = Consumer::connect(client, ConsumerConfig::default()).await?;
     let partitions = match args.partition {
@@ -41,6 +40,74 @@ pub async fn run(client: ClientConfig, args: ConsumeArgs) -> anyhow::Result<()> 
     let ends = if args.follow { None } else { Some(consumer.end_offsets(&partitions).await?) };
     let mut stdout = BufWriter::with_capacity(STDOUT_BUFFER_BYTES, std::io::stdout().lock());
     ignore_closed_pipe(copy_records(&mut consumer, &args, ends, &mut stdout).await?)
+}
+
+/// `--group`: reads as a member of `group` until `--max-messages` records are printed or a stop signal,
+/// flushing every batch to stdout before its offsets can be committed (at-least-once), then commits what
+/// was printed and leaves the group.
+async fn consume_in_group(client: ClientConfig, args: &ConsumeArgs, group: &str) -> anyhow::Result<()> {
+    let mut config = ConsumerConfig {
+        group_id: Some(group.to_owned()),
+        client_id: "rill-cli".to_owned(),
+        offset_reset: if args.from_beginning { OffsetReset::Earliest } else { OffsetReset::Latest },
+        ..ConsumerConfig::default()
+    };
+    if let Some(session_timeout_ms) = args.session_timeout_ms {
+        config.session_timeout_ms = session_timeout_ms;
+        config.heartbeat_interval_ms = config.heartbeat_interval_ms.min(session_timeout_ms / 4);
+    }
+    if let Some(interval_ms) = args.commit_interval_ms {
+        config.auto_commit_interval_ms = interval_ms;
+    }
+    let mut consumer = Consumer::connect(client, config).await?;
+    consumer.subscribe(&[args.topic.as_str()]).await?;
+    let mut stdout = BufWriter::with_capacity(STDOUT_BUFFER_BYTES, std::io::stdout().lock());
+    let mut remaining = args.max_messages.unwrap_or(u64::MAX);
+    let mut stop = std::pin::pin!(stop_signal());
+    let mut line = Vec::new();
+    let mut output = Ok(());
+    while remaining > 0 && output.is_ok() {
+        let records = tokio::select! {
+            records = consumer.poll(Duration::from_millis(POLL_MS)) => records?,
+            _ = &mut stop => break,
+        };
+        let mut unprinted: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+        for record in records {
+            if remaining == 0 || output.is_err() {
+                let tp = TopicPartition::new(record.topic.clone(), record.partition);
+                unprinted.entry(tp).or_insert(record.offset);
+                continue;
+            }
+            line.clear();
+            format_record(&record, args.format, &mut line);
+            output = stdout.write_all(&line);
+            remaining -= 1;
+        }
+        output = output.and_then(|()| stdout.flush());
+        // Records handed out but not printed are read again by whoever reads the partition next.
+        for (tp, offset) in unprinted {
+            consumer.seek(&tp, offset)?;
+        }
+    }
+    consumer.close().await?;
+    ignore_closed_pipe(output)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminated => {}
+    }
 }
 
 /// Polls and prints until a stop condition. The outer `Result` carries client errors; the inner one stdout

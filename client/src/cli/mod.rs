@@ -2,6 +2,7 @@
 
 mod cluster;
 mod consume;
+mod group;
 mod output;
 mod produce;
 mod topic;
@@ -54,6 +55,45 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Print records, one per line.
     Consume(ConsumeArgs),
+    /// List, describe and reset consumer groups.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List the cluster's consumer groups.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show a group's members, their partitions, and per partition the committed offset and lag.
+    Describe {
+        group: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Move a group's committed offsets for every partition of a topic (only while the group has no members).
+    ResetOffsets(ResetOffsetsArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to_earliest", "to_latest", "to_offset"])))]
+pub struct ResetOffsetsArgs {
+    pub group: String,
+    #[arg(long)]
+    pub topic: String,
+    /// To the oldest retained record.
+    #[arg(long)]
+    pub to_earliest: bool,
+    /// To the end: only records written later are read.
+    #[arg(long)]
+    pub to_latest: bool,
+    /// To this offset in every partition (held within each partition's retained range).
+    #[arg(long, value_name = "N")]
+    pub to_offset: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,9 +247,17 @@ pub struct ConsumeArgs {
     pub follow: bool,
     #[arg(long, value_enum, default_value_t = RecordFormat::Value)]
     pub format: RecordFormat,
-    /// Consumer group (reserved: not supported yet).
-    #[arg(long)]
+    /// Read as a member of this consumer group: the group's partitions are shared among its members, each
+    /// starts at the group's committed offset (else the end, or the beginning with --from-beginning), offsets
+    /// are committed after records are printed, and the consumer runs until --max-messages or interrupted.
+    #[arg(long, conflicts_with_all = ["partition", "offset"])]
     pub group: Option<String>,
+    /// With --group: the member is removed if silent this long.
+    #[arg(long, requires = "group", value_parser = clap::value_parser!(u64).range(1000..=300_000))]
+    pub session_timeout_ms: Option<u64>,
+    /// With --group: how often printed records' offsets are committed.
+    #[arg(long, requires = "group", value_parser = clap::value_parser!(u64).range(1..))]
+    pub commit_interval_ms: Option<u64>,
 }
 
 /// Runs the parsed command.
@@ -220,6 +268,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster { command: ClusterCommand::Status { format } } => cluster::status(client, format).await,
         Command::Produce(args) => produce::run(client, args).await,
         Command::Consume(args) => consume::run(client, args).await,
+        Command::Group { command } => group::run(client, command).await,
     }
 }
 
@@ -266,6 +315,11 @@ mod tests {
             &["consume", "demo", "--from-beginning", "--offset", "3"],
             &["consume", "demo", "--format", "xml"],
             &["--bootstrap", "nohost", "topic", "list"],
+            &["consume", "demo", "--group", "g", "--partition", "1"],
+            &["consume", "demo", "--session-timeout-ms", "5000"],
+            &["group", "reset-offsets", "g", "--topic", "t"],
+            &["group", "reset-offsets", "g", "--topic", "t", "--to-earliest", "--to-latest"],
+            &["group", "reset-offsets", "g", "--to-earliest"],
         ] {
             let error = parse(args).expect_err(&format!("{args:?} must be rejected"));
             assert_eq!(error.exit_code(), 2, "{args:?}");
@@ -295,6 +349,19 @@ mod tests {
         assert_eq!(args.acks, AcksArg::All);
         assert_eq!(args.linger_ms, 5);
         assert_eq!(args.batch_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn group_commands_parse() {
+        let cli = parse(&["group", "reset-offsets", "g", "--topic", "t", "--to-offset", "5"]).unwrap();
+        let Command::Group { command: GroupCommand::ResetOffsets(args) } = cli.command else { panic!("wrong command") };
+        assert_eq!((args.group.as_str(), args.topic.as_str(), args.to_offset), ("g", "t", Some(5)));
+        let cli = parse(&["group", "describe", "g", "--format", "json"]).unwrap();
+        assert!(matches!(cli.command, Command::Group { command: GroupCommand::Describe { format: Format::Json, .. } }));
+        let cli =
+            parse(&["consume", "demo", "--group", "g", "--from-beginning", "--commit-interval-ms", "100"]).unwrap();
+        let Command::Consume(args) = cli.command else { panic!("wrong command") };
+        assert_eq!((args.group.as_deref(), args.commit_interval_ms), (Some("g"), Some(100)));
     }
 
     #[test]
