@@ -432,3 +432,45 @@ async fn a_newer_epoch_of_the_same_producer_id_fences_the_older_one() {
     first.close().await;
     second.close().await;
 }
+
+/// A batch the broker refuses for good (larger than the topic's `max.message.bytes`) leaves a hole in the
+/// partition's sequence: the producer takes the next epoch of its id and carries on from sequence 0, so the
+/// records sent after the failure are still written, once each and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_refused_for_good_makes_the_producer_restart_its_sequence_in_a_new_epoch() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let topic = "sequence-hole";
+    let cluster = start_cluster(1, false);
+    let admin = Admin::connect(cluster.client_config()).await.expect("connect admin");
+    let config = BTreeMap::from([("max.message.bytes".to_owned(), "2048".to_owned())]);
+    admin.create_topic(topic, 1, Some(1), config).await.expect("create the topic");
+    let producer = Producer::connect(cluster.client_config(), producer_config(64 * 1024)).await.expect("connect");
+    let (id, epoch) = producer.producer_id().expect("idempotent");
+    let send = |value: String| {
+        let producer = producer.clone();
+        async move { producer.send(ProducerRecord::new(topic, value)).await.expect("accepted").await }
+    };
+    for i in 0..10 {
+        send(format!("before-{i}")).await.expect("acknowledged");
+    }
+    let refused = send("x".repeat(10_000)).await;
+    assert!(refused.is_err(), "a batch over max.message.bytes is refused: {refused:?}");
+    for i in 0..10 {
+        send(format!("after-{i}")).await.expect("acknowledged after the hole");
+    }
+    assert_eq!(producer.producer_id(), Some((id, epoch + 1)), "the producer moved to the next epoch");
+
+    let log = read_all(&[cluster.node(1).addr()], topic, 1).await.remove(0);
+    let values: Vec<String> = log
+        .records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    let expected: Vec<String> =
+        (0..10).map(|i| format!("before-{i}")).chain((0..10).map(|i| format!("after-{i}"))).collect();
+    assert_eq!(values, expected);
+    let batches = stored_producer_batches(cluster.node(1).data_dir(), topic, 0, log.high_watermark);
+    assert_sequences_contiguous(&batches, topic);
+    assert_eq!(batches.last().map(|b| b.producer_epoch), Some(epoch + 1));
+    producer.close().await;
+}
