@@ -102,7 +102,7 @@ impl Replica {
             self.log_end_offset = last.last_offset + 1;
             out.push(Command::AppendReplicated { fetch_id, batches });
         }
-        self.raise_high_watermark(leader_high_watermark.min(self.log_end_offset), out);
+        self.follow_leader_high_watermark(leader_high_watermark, out);
         self.fetch_next(out);
     }
 
@@ -156,7 +156,7 @@ impl Replica {
             return self.back_off(now_ms);
         }
         self.truncate_log(truncate_offset, out);
-        self.raise_high_watermark(leader_high_watermark.min(self.log_end_offset), out);
+        self.follow_leader_high_watermark(leader_high_watermark, out);
         self.send_fetch(out);
     }
 
@@ -220,6 +220,15 @@ impl Replica {
         self.log_end_offset = log_start_offset;
         self.flushed_offset = log_start_offset;
         self.raise_high_watermark(log_start_offset, out);
+    }
+
+    /// A follower's HW is its leader's, capped at its own log end, and never moves backwards.
+    fn follow_leader_high_watermark(&mut self, leader_high_watermark: u64, out: &mut Vec<Command>) {
+        let candidate = leader_high_watermark.min(self.log_end_offset);
+        if self.planted().follower_adopts_lower_high_watermark && candidate < self.high_watermark {
+            self.high_watermark = candidate;
+        }
+        self.raise_high_watermark(candidate, out);
     }
 
     fn back_off(&mut self, now_ms: u64) {

@@ -109,7 +109,7 @@ impl Replica {
     }
 
     fn accept_fetch(&mut self, fetch: ReplicaFetch, out: &mut Vec<Command>) -> FetchReply {
-        if let Some(last_fetched_epoch) = fetch.last_fetched_epoch {
+        if let Some(last_fetched_epoch) = fetch.last_fetched_epoch.filter(|_| !self.planted().skip_divergence_check) {
             let end = self.epochs.end_offset_for(last_fetched_epoch, self.log_end_offset);
             // The follower's log matches up to its fetch offset only if its last epoch is one this log holds
             // and that epoch reaches at least as far here.
@@ -184,6 +184,10 @@ impl Replica {
         if !self.lease_valid {
             return;
         }
+        let planted = self.planted();
+        if planted.high_watermark_at_log_end {
+            return self.raise_high_watermark(self.log_end_offset, out);
+        }
         let mut candidate = self.durable_offset();
         for id in self.effective_isr() {
             if id == self.config.broker_id {
@@ -191,6 +195,7 @@ impl Replica {
             }
             match leader.followers.get(&id).and_then(|progress| progress.durable_offset) {
                 Some(durable_offset) => candidate = candidate.min(durable_offset),
+                None if planted.high_watermark_skips_unfetched_followers => {}
                 None => return,
             }
         }

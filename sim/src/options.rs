@@ -1,0 +1,58 @@
+//! What one simulated run looks like: its seed, sizes and phases, and the bugs planted in the simulated shell
+//! and clients (bugs in the replication core are planted through `Options::replica_hook`).
+
+use rill_broker::replication::Replica;
+
+/// Bugs planted in the simulator's own shell and clients, to prove the checker finds what they cause. The
+/// shell mirrors `rill_broker::partition`, so each is a bug that shell could have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Planted {
+    /// A broker that becomes a partition's leader starts with an empty producer table, so a retried
+    /// idempotent batch is appended again (`duplicate`).
+    pub forget_producer_state_on_leader_change: bool,
+    /// Consumers are served records up to the leader's log end instead of its HW, so they read records that
+    /// a failover later replaces (`poll-skip`).
+    pub read_beyond_high_watermark: bool,
+    /// A consumer told `NotLeader` treats its position as invalid and seeks back to the log start, reading
+    /// again what it read (`nonmonotonic`).
+    pub consumer_rewinds_on_leader_change: bool,
+}
+
+/// One run. `Options::new(seed)` is what CI runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub seed: u64,
+    pub brokers: u32,
+    pub partitions: u32,
+    pub idempotent_producers: u32,
+    pub plain_producers: u32,
+    pub consumers: u32,
+    /// Simulated time under faults; producers stop starting new batches when it ends.
+    pub safety_ms: u64,
+    /// The liveness phase fails if the cluster has not converged this long after healing.
+    pub liveness_ms_max: u64,
+    /// Record the trace (a line per message, timer and fault).
+    pub trace: bool,
+    pub planted: Planted,
+    /// Called on every replica the shell builds (at start and after each restart): where the tests plant
+    /// bugs in the replication core (`Replica::plant`, behind rill-broker's `planted-bugs` feature).
+    pub replica_hook: Option<fn(&mut Replica)>,
+}
+
+impl Options {
+    pub fn new(seed: u64) -> Self {
+        Options {
+            seed,
+            brokers: 3,
+            partitions: 2,
+            idempotent_producers: 2,
+            plain_producers: 1,
+            consumers: 2,
+            safety_ms: 3_000,
+            liveness_ms_max: 20_000,
+            trace: false,
+            planted: Planted::default(),
+            replica_hook: None,
+        }
+    }
+}
