@@ -49,13 +49,22 @@ pub(super) struct LeaderState {
     /// The controller refused a proposal because this leader's metadata is behind; proposing again before the
     /// newer metadata arrives would be refused the same way.
     pub(super) isr_waits_for_metadata: bool,
+    /// Brokers that a proposal without an answer (`AlterPartitionError::Unavailable`) would have added. The
+    /// controller may have committed it, making them ISR members a new leader can be elected from, so the HW
+    /// waits for them until newer metadata or a later committed proposal says what the ISR is.
+    pub(super) unresolved_additions: BTreeSet<u32>,
 }
 
 impl LeaderState {
     pub(super) fn new(replicas: &BTreeSet<u32>, broker_id: u32, now_ms: u64) -> Self {
         let followers =
             replicas.iter().filter(|&&id| id != broker_id).map(|&id| (id, FollowerProgress::new(now_ms))).collect();
-        LeaderState { followers, pending_isr: None, isr_waits_for_metadata: false }
+        LeaderState {
+            followers,
+            pending_isr: None,
+            isr_waits_for_metadata: false,
+            unresolved_additions: BTreeSet::new(),
+        }
     }
 
     /// New metadata within the same leader epoch: follow the replica set, and forget any proposal, which the
@@ -67,6 +76,9 @@ impl LeaderState {
         }
         self.pending_isr = None;
         self.isr_waits_for_metadata = false;
+        // The controller moved past the partition epoch any unanswered proposal was based on: it can no longer
+        // commit, and this metadata holds every change that did.
+        self.unresolved_additions.clear();
     }
 }
 
@@ -160,11 +172,15 @@ impl Replica {
     }
 
     /// The committed ISR plus any proposed additions: until the controller answers, either ISR may be the one
-    /// a new leader is elected from, so a record is committed only when both hold it.
+    /// a new leader is elected from, so a record is committed only when both hold it. Additions of a proposal
+    /// that got no answer count too, until its outcome is known.
     pub fn effective_isr(&self) -> BTreeSet<u32> {
         let mut isr = self.isr.clone();
-        if let RoleState::Leader(LeaderState { pending_isr: Some(pending), .. }) = &self.role {
-            isr.extend(pending.isr.iter().copied());
+        if let RoleState::Leader(leader) = &self.role {
+            if let Some(pending) = &leader.pending_isr {
+                isr.extend(pending.isr.iter().copied());
+            }
+            isr.extend(leader.unresolved_additions.iter().copied());
         }
         isr
     }
@@ -254,13 +270,21 @@ impl Replica {
         if leader.pending_isr.as_ref().is_none_or(|pending| pending.proposal_id != proposal_id) {
             return;
         }
-        leader.pending_isr = None;
+        let pending = leader.pending_isr.take().expect("checked above");
         match result {
             Ok(accepted) => {
                 if self.partition_epoch.is_none_or(|current| accepted.partition_epoch > current) {
                     self.isr = accepted.isr.into_iter().collect();
                     self.partition_epoch = Some(accepted.partition_epoch);
+                    // Any unanswered proposal was based on an older partition epoch: it can no longer commit.
+                    leader.unresolved_additions.clear();
                 }
+            }
+            // No answer is not a refusal: the controller may have committed the change (found by rill-sim,
+            // seed 1125, where the answer to an expansion was lost and the HW passed the added follower).
+            Err(error @ AlterPartitionError::Unavailable) => {
+                leader.unresolved_additions.extend(pending.isr.difference(&self.isr).copied());
+                out.push(Command::Warn(Warning::IsrChangeRefused { error }));
             }
             Err(error) => {
                 if matches!(error, AlterPartitionError::StalePartitionEpoch | AlterPartitionError::FencedLeaderEpoch) {

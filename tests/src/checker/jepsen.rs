@@ -370,14 +370,14 @@ fn check_ack_replication(ops: &[Op], report: &mut HistoryReport) {
     }
 }
 
-/// The real-process workload's history in this checker's terms: each attempt's send and, if acknowledged, its
-/// ack, with times in ms since the first send. The processes' logs hold only what the workload wrote, so
-/// `finals` come from [`super::read_partition`] (the leader's log, one replica).
-pub fn ops_from_attempts(history: &super::History) -> Vec<Op> {
+/// The real-process workload's history of `topic` in this checker's terms: each attempt's send and, if
+/// acknowledged, its ack, with times in ms since the first send. The final state comes from
+/// [`super::read_partition`] through [`final_from_log`].
+pub fn ops_from_attempts(history: &super::History, topic: &str) -> Vec<Op> {
     let Some(start) = history.attempts.iter().map(|a| a.sent_at).min() else { return Vec::new() };
     let ms = |instant: std::time::Instant| instant.duration_since(start).as_millis() as u64;
     let mut timed: Vec<(u64, Op)> = Vec::new();
-    for a in &history.attempts {
+    for a in history.attempts.iter().filter(|a| a.topic == topic) {
         timed.push((
             ms(a.sent_at),
             Op::Send {
