@@ -7,10 +7,10 @@ use rill_sim::{Options, run};
 const SEEDS: std::ops::Range<u64> = 0..1_000;
 const TRIMMED_TRACE_LINES: usize = 80;
 /// Seeds that once found a real bug, kept whatever the range above covers. Each names what it found.
-const REGRESSION_SEEDS: &[(u64, &str)] = &[(
-    1125,
-    "an ISR expansion whose answer was lost was dropped, and the HW passed the added follower (acked-unreplicated)",
-)];
+const REGRESSION_SEEDS: &[(u64, &str)] = &[
+    (1125, "an ISR expansion whose answer was lost was dropped, and the HW passed the added follower"),
+    (2475, "a duplicated ISR expansion was refused as stale after its original committed; the HW passed the follower"),
+];
 
 #[test]
 fn a_thousand_seeds_keep_every_acknowledged_record_and_converge() {

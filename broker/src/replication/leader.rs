@@ -280,15 +280,17 @@ impl Replica {
                     leader.unresolved_additions.clear();
                 }
             }
-            // No answer is not a refusal: the controller may have committed the change (found by rill-sim,
-            // seed 1125, where the answer to an expansion was lost and the HW passed the added follower).
-            Err(error @ AlterPartitionError::Unavailable) => {
-                leader.unresolved_additions.extend(pending.isr.difference(&self.isr).copied());
-                out.push(Command::Warn(Warning::IsrChangeRefused { error }));
-            }
             Err(error) => {
                 if matches!(error, AlterPartitionError::StalePartitionEpoch | AlterPartitionError::FencedLeaderEpoch) {
                     leader.isr_waits_for_metadata = true;
+                }
+                // Only an ineligible replica is a refusal of this very change. No answer, or an epoch refusal
+                // (which a retry gets when its first attempt was committed, or a duplicate when the original
+                // was), leaves open whether the controller committed it: until metadata says, the additions
+                // count for the HW. Found by rill-sim: seed 1125 (answer lost) and seed 2475 (duplicate
+                // refused as stale before the original's acceptance arrived).
+                if error != AlterPartitionError::IneligibleReplica {
+                    leader.unresolved_additions.extend(pending.isr.difference(&self.isr).copied());
                 }
                 out.push(Command::Warn(Warning::IsrChangeRefused { error }));
             }

@@ -200,3 +200,29 @@ fn a_committed_answer_to_a_later_proposal_settles_an_unanswered_one() {
     replica.step(Event::AlterPartitionResponse { proposal_id: 1, result: accepted(&[1, 2], 2) });
     assert_eq!(replica.effective_isr().into_iter().collect::<Vec<_>>(), vec![1, 2]);
 }
+
+/// Regression (rill-sim seed 2475): a retried or duplicated expansion is refused as stale because its first
+/// copy was committed; the refusal must not let the HW pass the added follower before metadata arrives.
+#[test]
+fn a_stale_refusal_of_an_expansion_keeps_holding_the_hw_back_until_metadata_arrives() {
+    let mut replica = leader(true, 10, &[1, 2]);
+    replica.step(fetch_event(2, 10, 0));
+    assert_eq!(proposals(&replica.step(fetch_event(3, 10, 1))), vec![(0, vec![1, 2, 3])]);
+    let refused = Err(AlterPartitionError::StalePartitionEpoch);
+    replica.step(Event::AlterPartitionResponse { proposal_id: 0, result: refused });
+    replica.step(Event::Appended { log_end_offset: 20 });
+    replica.step(Event::Flushed { flushed_offset: 20 });
+    assert!(hw_advances(&replica.step(fetch_epoch_1_event(2, 20, 2))).is_empty(), "broker 3 may be in the ISR");
+    // The metadata shows the expansion was not committed after all: the HW moves over {1, 2}.
+    assert_eq!(hw_advances(&replica.step(become_leader(1, 2, &[1, 2], 3))), vec![20]);
+}
+
+#[test]
+fn an_ineligible_replica_refusal_drops_the_expansion_at_once() {
+    let mut replica = leader(true, 10, &[1, 2]);
+    replica.step(fetch_event(2, 10, 0));
+    replica.step(fetch_event(3, 10, 1));
+    let refused = Err(AlterPartitionError::IneligibleReplica);
+    replica.step(Event::AlterPartitionResponse { proposal_id: 0, result: refused });
+    assert_eq!(replica.effective_isr().into_iter().collect::<Vec<_>>(), vec![1, 2]);
+}
