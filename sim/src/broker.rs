@@ -210,7 +210,9 @@ impl World {
             if offset < broker.metadata.next_offset {
                 continue;
             }
-            broker.metadata.apply(offset, &record).expect("the controller commits only records that apply");
+            if let Err(e) = broker.metadata.apply(offset, &record) {
+                panic!("broker {id} cannot apply metadata: {e}; it holds topics {:?}", broker.metadata.topics.keys());
+            }
             applied_any = true;
         }
         if !applied_any {

@@ -126,3 +126,62 @@ impl Disk {
                 .is_some_and(|b| b.values[(offset - b.base_offset) as usize] == value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(base_offset: u64, records: u64) -> SimBatch {
+        SimBatch {
+            base_offset,
+            leader_epoch: 1,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            timestamp_ms: 0,
+            values: (0..records).map(|i| (1, base_offset + i)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_crash_keeps_only_what_was_fsynced() {
+        let mut disk = Disk::default();
+        disk.append(batch(0, 2));
+        disk.durable_offset = 2;
+        disk.append(batch(2, 3));
+        assert!(disk.crash(true), "the unsynced batch was being written");
+        assert_eq!(disk.log_end_offset(), 2);
+        assert_eq!(disk.recover().log_end_offset, 2);
+        assert!(!disk.crash(true), "nothing unsynced is left to tear");
+    }
+
+    #[test]
+    fn a_truncation_during_an_fsync_limits_what_it_makes_durable() {
+        let mut disk = Disk::default();
+        disk.append(batch(0, 2));
+        disk.append(batch(2, 2));
+        disk.flush_upto = Some(4);
+        disk.truncate(2);
+        assert_eq!(disk.flush_upto, Some(2), "the fsync cannot vouch for records written after the cut");
+        assert!(!disk.holds_durably(0, (1, 0)), "not fsynced yet");
+    }
+
+    #[test]
+    #[should_panic(expected = "falls inside a batch")]
+    fn a_truncation_inside_a_batch_is_refused() {
+        let mut disk = Disk::default();
+        disk.append(batch(0, 3));
+        disk.truncate(1);
+    }
+
+    #[test]
+    fn the_producer_table_replays_the_log() {
+        let mut disk = Disk::default();
+        let mut idempotent = batch(0, 2);
+        (idempotent.producer_id, idempotent.producer_epoch, idempotent.base_sequence) = (7, 0, 0);
+        disk.append(idempotent);
+        let table = disk.producer_table();
+        assert_eq!(table.end_offset(), 2);
+        assert!(table.producer(7).is_some());
+    }
+}

@@ -125,9 +125,20 @@ pub(crate) struct Cuts {
 }
 
 impl World {
-    /// Sends `msg` from `from` to `to`: dropped, delivered once or twice, each after its own delay.
+    /// Sends `msg` from `from` to `to`: dropped, delivered once or twice, each after its own delay. An answer
+    /// to the message being handled goes to the incarnation that sent it: if that process died meanwhile, its
+    /// connection died with it.
     pub(crate) fn send(&mut self, from: NodeId, to: NodeId, msg: Msg) {
-        let Some(to_incarnation) = self.incarnation_of(to) else {
+        let incarnation = match self.replying_to {
+            Some((node, incarnation)) if node == to => Some(incarnation),
+            _ => self.incarnation_of(to),
+        };
+        self.send_to_incarnation(from, to, incarnation, msg)
+    }
+
+    /// Sends to one incarnation of `to` (`None`: nobody), as an answer given later must.
+    pub(crate) fn send_to_incarnation(&mut self, from: NodeId, to: NodeId, incarnation: Option<u32>, msg: Msg) {
+        let Some(to_incarnation) = incarnation else {
             self.trace(|| format!("net {from}->{to} no such node: {msg:?}"));
             return;
         };
@@ -147,7 +158,8 @@ impl World {
                 delay_ms += self.rng.random_range(10..=60);
             }
             let at_ms = self.now_ms + delay_ms;
-            self.schedule(at_ms, Ev::Deliver { from, to, to_incarnation, msg: msg.clone() });
+            let from_incarnation = self.incarnation_of(from).unwrap_or(0);
+            self.schedule(at_ms, Ev::Deliver { from, from_incarnation, to, to_incarnation, msg: msg.clone() });
         }
     }
 }

@@ -30,6 +30,18 @@ const PRODUCE_WAIT_MS: u64 = 300;
 /// A follower fetch held by the leader until new records arrive or the long poll ends.
 struct Parked {
     from: NodeId,
+    /// The follower's incarnation when it sent the fetch: a restarted follower must not get the answer.
+    from_incarnation: u32,
+    fetch_id: u64,
+    fetch_offset: u64,
+    high_watermark: u64,
+    log_start_offset: u64,
+}
+
+/// A follower fetch answered with records read when the answer leaves.
+struct Read {
+    to: NodeId,
+    incarnation: Option<u32>,
     fetch_id: u64,
     fetch_offset: u64,
     high_watermark: u64,
@@ -275,12 +287,16 @@ impl World {
             FetchReply::Read { fetch_offset, high_watermark, log_start_offset } => {
                 let log_end_offset = self.disks[&(id, partition)].log_end_offset();
                 if fetch_offset >= log_end_offset {
-                    let parked = Parked { from, fetch_id, fetch_offset, high_watermark, log_start_offset };
+                    let from_incarnation = self.replying_to.map_or(0, |(_, incarnation)| incarnation);
+                    let parked =
+                        Parked { from, from_incarnation, fetch_id, fetch_offset, high_watermark, log_start_offset };
                     self.shell(id, partition).expect("open").parked.push(parked);
                     self.schedule_timer(id, Timer::LongPollDeadline { partition }, LONG_POLL_MS);
                     return;
                 }
-                return self.send_read(id, partition, from, fetch_id, fetch_offset, high_watermark, log_start_offset);
+                let incarnation = self.replying_to.map(|(_, incarnation)| incarnation);
+                let read = Read { to: from, incarnation, fetch_id, fetch_offset, high_watermark, log_start_offset };
+                return self.send_read(id, partition, read);
             }
             FetchReply::Diverging { diverging_epoch, end_offset, high_watermark } => {
                 FetchAnswer::Diverging { diverging_epoch, end_offset, high_watermark }
@@ -292,17 +308,8 @@ impl World {
 
     /// Reads the log from `fetch_offset` when the answer goes out, as `answer_replica_fetch` does after its
     /// long poll: the HW may have moved up meanwhile, and a log cut below the offset is answered `NotLeader`.
-    #[allow(clippy::too_many_arguments)]
-    fn send_read(
-        &mut self,
-        id: NodeId,
-        partition: u32,
-        to: NodeId,
-        fetch_id: u64,
-        fetch_offset: u64,
-        high_watermark: u64,
-        log_start_offset: u64,
-    ) {
+    fn send_read(&mut self, id: NodeId, partition: u32, read: Read) {
+        let Read { to, incarnation, fetch_id, fetch_offset, high_watermark, log_start_offset } = read;
         let disk = &self.disks[&(id, partition)];
         let answer_and_batches = if fetch_offset > disk.log_end_offset() {
             (FetchAnswer::Error(FetchError::NotLeader), Vec::new())
@@ -315,7 +322,7 @@ impl World {
             (FetchAnswer::Records { batches: metas, high_watermark, log_start_offset }, batches)
         };
         let (answer, batches) = answer_and_batches;
-        self.send(id, to, Msg::ReplicaFetchAnswer { partition, fetch_id, answer, batches });
+        self.send_to_incarnation(id, to, incarnation, Msg::ReplicaFetchAnswer { partition, fetch_id, answer, batches });
     }
 
     /// Answers held fetches that have news (or all of them, at the long poll's end).
@@ -328,7 +335,15 @@ impl World {
             .partition(|p| deadline || !leading || p.fetch_offset < log_end_offset);
         shell.parked = waiting;
         for p in ready {
-            self.send_read(id, partition, p.from, p.fetch_id, p.fetch_offset, p.high_watermark, p.log_start_offset);
+            let read = Read {
+                to: p.from,
+                incarnation: Some(p.from_incarnation),
+                fetch_id: p.fetch_id,
+                fetch_offset: p.fetch_offset,
+                high_watermark: p.high_watermark,
+                log_start_offset: p.log_start_offset,
+            };
+            self.send_read(id, partition, read);
         }
     }
 

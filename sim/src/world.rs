@@ -36,7 +36,7 @@ pub(crate) enum Timer {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Ev {
-    Deliver { from: NodeId, to: NodeId, to_incarnation: u32, msg: Msg },
+    Deliver { from: NodeId, from_incarnation: u32, to: NodeId, to_incarnation: u32, msg: Msg },
     Timer { node: NodeId, incarnation: u32, timer: Timer },
     Fault(Fault),
 }
@@ -98,6 +98,8 @@ pub(crate) struct World {
     pub(crate) history: Vec<Op>,
     pub(crate) trace: Option<Vec<String>>,
     pub(crate) stats: Stats,
+    /// The sender of the message being handled, and its incarnation when it sent it: answers go there.
+    pub(crate) replying_to: Option<(NodeId, u32)>,
 }
 
 /// The verdict on one run.
@@ -222,6 +224,7 @@ impl World {
             history: Vec::new(),
             trace,
             stats: Stats::default(),
+            replying_to: None,
             options,
         };
         let header = format!("seed {} network {:?}", world.options.seed, world.network);
@@ -333,11 +336,12 @@ impl World {
             return self.schedule(until_ms, ev);
         }
         match ev {
-            Ev::Deliver { from, to, to_incarnation, msg } => {
+            Ev::Deliver { from, from_incarnation, to, to_incarnation, msg } => {
                 if self.incarnation_of(to) != Some(to_incarnation) {
                     return self.trace(|| format!("net {from}->{to} lost with a crash: {msg:?}"));
                 }
                 self.trace(|| format!("deliver {from}->{to} {msg:?}"));
+                self.replying_to = Some((from, from_incarnation));
                 if to == CONTROLLER {
                     self.controller_receive(from, msg);
                 } else if self.brokers.contains_key(&to) {
@@ -345,6 +349,7 @@ impl World {
                 } else {
                     self.client_receive(to, from, msg);
                 }
+                self.replying_to = None;
             }
             Ev::Timer { node, incarnation, timer } => {
                 if self.incarnation_of(node) != Some(incarnation) {
