@@ -2,6 +2,7 @@
 //!
 //! - `rill-sim --seed N [--trace]`: one run; `--trace` prints its whole trace (the same bytes every time).
 //! - `rill-sim --seeds A..B`: a soak over seeds A (inclusive) to B (exclusive); stops at the first failure.
+//! - `--varied` (with either): the run's shape (brokers, partitions, clients, length) comes from the seed too.
 //!
 //! A failing run prints its anomalies, the command that replays it and the end of its trace.
 
@@ -12,17 +13,18 @@ use rill_sim::{Options, run};
 const TRIMMED_TRACE_LINES: usize = 80;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: rill-sim --seed N [--trace] | --seeds A..B");
+    eprintln!("usage: rill-sim [--varied] --seed N [--trace] | [--varied] --seeds A..B");
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let trace = args.iter().any(|a| a == "--trace");
+    let options = if args.iter().any(|a| a == "--varied") { Options::varied } else { Options::new };
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     if let Some(seed) = value("--seed") {
         let Ok(seed) = seed.parse::<u64>() else { return usage() };
-        let mut options = Options::new(seed);
+        let mut options = options(seed);
         options.trace = true;
         let outcome = run(options);
         if trace {
@@ -38,10 +40,10 @@ fn main() -> ExitCode {
         let (Ok(start), Ok(end)) = (start.parse::<u64>(), end.parse::<u64>()) else { return usage() };
         let started = std::time::Instant::now();
         for seed in start..end {
-            let outcome = run(Options::new(seed));
+            let outcome = run(options(seed));
             if !outcome.passed() {
                 // Run again with the trace on: the same seed gives the same run.
-                let mut options = Options::new(seed);
+                let mut options = options(seed);
                 options.trace = true;
                 print!("{}", run(options).describe(TRIMMED_TRACE_LINES));
                 return ExitCode::FAILURE;

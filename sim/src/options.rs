@@ -1,6 +1,8 @@
 //! What one simulated run looks like: its seed, sizes and phases, and the bugs planted in the simulated shell
 //! and clients (bugs in the replication core are planted through `Options::replica_hook`).
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use rill_broker::replication::Replica;
 
 /// Bugs planted in the simulator's own shell and clients, to prove the checker finds what they cause. The
@@ -22,6 +24,8 @@ pub struct Planted {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub seed: u64,
+    /// Set by `Options::varied`, so that a failure names the command that replays it.
+    pub varied: bool,
     pub brokers: u32,
     pub partitions: u32,
     pub idempotent_producers: u32,
@@ -43,6 +47,7 @@ impl Options {
     pub fn new(seed: u64) -> Self {
         Options {
             seed,
+            varied: false,
             brokers: 3,
             partitions: 2,
             idempotent_producers: 2,
@@ -53,6 +58,23 @@ impl Options {
             trace: false,
             planted: Planted::default(),
             replica_hook: None,
+        }
+    }
+
+    /// A run whose shape also comes from the seed: 3 to 5 brokers, 1 to 3 partitions, 1 to 3 idempotent and
+    /// 0 to 2 plain producers, 1 or 2 consumers, 2 to 6 s of faults. `Options::new` keeps one shape so that
+    /// its seeds stay comparable; this one explores.
+    pub fn varied(seed: u64) -> Self {
+        let mut shape = StdRng::seed_from_u64(seed ^ 0x5EED_5A9E);
+        Options {
+            brokers: shape.random_range(3..=5),
+            partitions: shape.random_range(1..=3),
+            idempotent_producers: shape.random_range(1..=3),
+            plain_producers: shape.random_range(0..=2),
+            consumers: shape.random_range(1..=2),
+            safety_ms: shape.random_range(2_000..=6_000),
+            varied: true,
+            ..Options::new(seed)
         }
     }
 }

@@ -106,6 +106,8 @@ pub(crate) struct World {
 #[derive(Debug)]
 pub struct Outcome {
     pub seed: u64,
+    /// Whether the run's shape came from `Options::varied`.
+    pub varied: bool,
     pub report: HistoryReport,
     /// Why the liveness phase failed, if it did.
     pub liveness: Option<String>,
@@ -122,7 +124,8 @@ impl Outcome {
 
     /// The command that replays this run with its trace.
     pub fn replay_command(&self) -> String {
-        format!("cargo run -p rill-sim -- --seed {} --trace", self.seed)
+        let varied = if self.varied { "--varied " } else { "" };
+        format!("cargo run -p rill-sim -- {varied}--seed {} --trace", self.seed)
     }
 
     /// The verdict, the replay command and the last `lines` lines of the trace.
@@ -155,6 +158,7 @@ impl Outcome {
 /// reported with the trace so far.
 pub fn run(options: Options) -> Outcome {
     let seed = options.seed;
+    let varied = options.varied;
     let trace = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let shared = trace.clone();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
@@ -166,7 +170,7 @@ pub fn run(options: Options) -> Outcome {
     match result {
         Ok((report, liveness, stats)) => {
             let trace = std::mem::take(&mut *trace.lock().unwrap());
-            Outcome { seed, report, liveness, panic: None, trace, stats }
+            Outcome { seed, varied, report, liveness, panic: None, trace, stats }
         }
         Err(payload) => {
             let message = payload
@@ -177,6 +181,7 @@ pub fn run(options: Options) -> Outcome {
             let trace = PANIC_TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()));
             Outcome {
                 seed,
+                varied,
                 report: HistoryReport::default(),
                 liveness: None,
                 panic: Some(message),
