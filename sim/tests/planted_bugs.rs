@@ -23,22 +23,9 @@ fn first_seed_reporting(anomaly: &str, configure: impl Fn(&mut Options)) -> u64 
     panic!("no seed below {SEEDS_MAX} reported {anomaly}");
 }
 
-fn plant(bugs: PlantedBugs) -> impl Fn(&mut Options) {
-    // A plain function pointer per bug keeps `Options` free of the feature-gated type.
-    let hook: fn(&mut Replica) = match bugs {
-        b if b.skip_divergence_check => |r| r.plant(PlantedBugs { skip_divergence_check: true, ..Default::default() }),
-        b if b.high_watermark_at_log_end => {
-            |r| r.plant(PlantedBugs { high_watermark_at_log_end: true, ..Default::default() })
-        }
-        b if b.high_watermark_skips_unfetched_followers => {
-            |r| r.plant(PlantedBugs { high_watermark_skips_unfetched_followers: true, ..Default::default() })
-        }
-        b if b.produce_without_lease => |r| r.plant(PlantedBugs { produce_without_lease: true, ..Default::default() }),
-        b if b.follower_adopts_lower_high_watermark => {
-            |r| r.plant(PlantedBugs { follower_adopts_lower_high_watermark: true, ..Default::default() })
-        }
-        _ => unreachable!("one bug at a time"),
-    };
+/// Plants core bugs through `Options::replica_hook`, a plain function pointer so that `Options` needs no
+/// feature-gated type.
+fn core(hook: fn(&mut Replica)) -> impl Fn(&mut Options) {
     move |options: &mut Options| options.replica_hook = Some(hook)
 }
 
@@ -58,7 +45,7 @@ fn the_checker_runs_clean_without_planted_bugs() {
 fn acknowledging_on_the_leaders_append_is_a_lost_write() {
     first_seed_reporting(
         jepsen::LOST_WRITE,
-        plant(PlantedBugs { high_watermark_at_log_end: true, ..Default::default() }),
+        core(|r| r.plant(PlantedBugs { high_watermark_at_log_end: true, ..Default::default() })),
     );
 }
 
@@ -66,7 +53,7 @@ fn acknowledging_on_the_leaders_append_is_a_lost_write() {
 fn skipping_the_divergence_check_gives_inconsistent_offsets() {
     first_seed_reporting(
         jepsen::INCONSISTENT_OFFSETS,
-        plant(PlantedBugs { skip_divergence_check: true, ..Default::default() }),
+        core(|r| r.plant(PlantedBugs { skip_divergence_check: true, ..Default::default() })),
     );
 }
 
@@ -74,20 +61,23 @@ fn skipping_the_divergence_check_gives_inconsistent_offsets() {
 fn a_hw_that_ignores_followers_yet_to_fetch_acknowledges_unreplicated_writes() {
     first_seed_reporting(
         jepsen::ACKED_UNREPLICATED,
-        plant(PlantedBugs { high_watermark_skips_unfetched_followers: true, ..Default::default() }),
+        core(|r| r.plant(PlantedBugs { high_watermark_skips_unfetched_followers: true, ..Default::default() })),
     );
 }
 
 #[test]
 fn producing_without_a_lease_is_split_brain() {
-    first_seed_reporting(jepsen::SPLIT_BRAIN, plant(PlantedBugs { produce_without_lease: true, ..Default::default() }));
+    first_seed_reporting(
+        jepsen::SPLIT_BRAIN,
+        core(|r| r.plant(PlantedBugs { produce_without_lease: true, ..Default::default() })),
+    );
 }
 
 #[test]
 fn a_follower_adopting_a_lower_hw_is_a_hw_regression() {
     first_seed_reporting(
         jepsen::HW_REGRESSION,
-        plant(PlantedBugs { follower_adopts_lower_high_watermark: true, ..Default::default() }),
+        core(|r| r.plant(PlantedBugs { follower_adopts_lower_high_watermark: true, ..Default::default() })),
     );
 }
 
