@@ -11,6 +11,8 @@ use std::process::ExitCode;
 use rill_sim::{Options, run};
 
 const TRIMMED_TRACE_LINES: usize = 80;
+/// A soak reports its progress every this many seeds, so a long one shows how far it got.
+const SOAK_PROGRESS_SEEDS: u64 = 1_000;
 
 fn usage() -> ExitCode {
     eprintln!("usage: rill-sim [--varied] --seed N [--trace] | [--varied] --seeds A..B");
@@ -47,6 +49,9 @@ fn main() -> ExitCode {
                 options.trace = true;
                 print!("{}", run(options).describe(TRIMMED_TRACE_LINES));
                 return ExitCode::FAILURE;
+            }
+            if (seed + 1 - start) % SOAK_PROGRESS_SEEDS == 0 {
+                println!("seeds {start}..{} passed ({:.0} s)", seed + 1, started.elapsed().as_secs_f64());
             }
         }
         println!("seeds {start}..{end} passed in {:.1} s", started.elapsed().as_secs_f64());
