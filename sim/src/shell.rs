@@ -7,7 +7,7 @@
 use rill_broker::producer_state::{ProducerStateTable, Verdict};
 use rill_broker::replication::{
     AlterPartitionError, Command, Event, FetchAnswer, FetchError, FetchReply, FetchRequest, ProduceError, Replica,
-    ReplicaFetch, Role, Warning,
+    ReplicaFetch, Warning,
 };
 use rill_tests::checker::jepsen::Op;
 
@@ -481,7 +481,7 @@ impl World {
             self.refresh_lease(id);
         }
         let result = match self.shell(id, partition) {
-            Some(shell) if shell.replica.is_acting_leader() && shell.replica.role() == Role::Leader => {
+            Some(shell) if shell.replica.is_acting_leader() => {
                 let high_watermark = shell.replica.high_watermark();
                 let disk = &self.disks[&(id, partition)];
                 let upper = if self.options.planted.read_beyond_high_watermark {

@@ -157,39 +157,30 @@ impl Outcome {
 /// Runs one simulation to its verdict. A panic inside (a broken invariant of a state machine) is caught and
 /// reported with the trace so far.
 pub fn run(options: Options) -> Outcome {
-    let seed = options.seed;
-    let varied = options.varied;
-    let trace = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let shared = trace.clone();
+    let (seed, varied) = (options.seed, options.varied);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let mut world = World::new(options);
-        let outcome = world.run_phases();
-        *shared.lock().unwrap() = world.trace.take().unwrap_or_default();
-        outcome
+        let (report, liveness, stats) = world.run_phases();
+        let trace = world.trace.take().unwrap_or_default();
+        Outcome { seed, varied, report, liveness, panic: None, trace, stats }
     }));
-    match result {
-        Ok((report, liveness, stats)) => {
-            let trace = std::mem::take(&mut *trace.lock().unwrap());
-            Outcome { seed, varied, report, liveness, panic: None, trace, stats }
+    result.unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        let trace = PANIC_TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        Outcome {
+            seed,
+            varied,
+            report: HistoryReport::default(),
+            liveness: None,
+            panic: Some(message),
+            trace,
+            stats: Stats::default(),
         }
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            let trace = PANIC_TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()));
-            Outcome {
-                seed,
-                varied,
-                report: HistoryReport::default(),
-                liveness: None,
-                panic: Some(message),
-                trace,
-                stats: Stats::default(),
-            }
-        }
-    }
+    })
 }
 
 thread_local! {

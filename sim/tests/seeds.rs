@@ -78,3 +78,16 @@ fn different_seeds_give_different_runs() {
     };
     assert_ne!(trace(1), trace(2));
 }
+
+#[test]
+fn a_broken_invariant_is_reported_with_its_replay_command_and_trace() {
+    let mut options = Options::new(3);
+    options.trace = true;
+    options.replica_hook = Some(|_| panic!("an invariant broke"));
+    let outcome = run(options);
+    assert!(!outcome.passed());
+    assert_eq!(outcome.panic.as_deref(), Some("an invariant broke"));
+    let described = outcome.describe(5);
+    assert!(described.contains("replay: cargo run -p rill-sim -- --seed 3 --trace"), "{described}");
+    assert!(described.contains("trace (last 5 of"), "{described}");
+}
