@@ -16,7 +16,16 @@ pub(crate) enum Fault {
     Heal(Vec<(NodeId, NodeId)>),
 }
 
-pub(crate) fn network_profile(rng: &mut StdRng) -> NetworkProfile {
+/// The network of one run; `harsh` runs lose, duplicate and delay far more.
+pub(crate) fn network_profile(rng: &mut StdRng, harsh: bool) -> NetworkProfile {
+    if harsh {
+        return NetworkProfile {
+            drop_percent: rng.random_range(5..=25),
+            duplicate_percent: rng.random_range(5..=20),
+            delay_ms_max: rng.random_range(1..=8),
+            slow_percent: rng.random_range(5..=20),
+        };
+    }
     NetworkProfile {
         drop_percent: rng.random_range(0..=5),
         duplicate_percent: rng.random_range(0..=4),
@@ -36,7 +45,8 @@ impl World {
             Fault::Next if self.healing => {}
             Fault::Next => {
                 self.inject_random_fault();
-                let next_ms = self.now_ms + self.rng.random_range(100..=400);
+                let gap_ms = if self.options.harsh { 30..=200 } else { 100..=400 };
+                let next_ms = self.now_ms + self.rng.random_range(gap_ms);
                 self.schedule(next_ms, Ev::Fault(Fault::Next));
             }
             Fault::Restart(id) => {

@@ -3,6 +3,7 @@
 //! - `rill-sim --seed N [--trace]`: one run; `--trace` prints its whole trace (the same bytes every time).
 //! - `rill-sim --seeds A..B`: a soak over seeds A (inclusive) to B (exclusive); stops at the first failure.
 //! - `--varied` (with either): the run's shape (brokers, partitions, clients, length) comes from the seed too.
+//! - `--harsh` (with either): varied shapes under far more faults.
 //!
 //! A failing run prints its anomalies, the command that replays it and the end of its trace.
 
@@ -15,14 +16,20 @@ const TRIMMED_TRACE_LINES: usize = 80;
 const SOAK_PROGRESS_SEEDS: u64 = 1_000;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: rill-sim [--varied] --seed N [--trace] | [--varied] --seeds A..B");
+    eprintln!("usage: rill-sim [--varied | --harsh] --seed N [--trace] | [--varied | --harsh] --seeds A..B");
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let trace = args.iter().any(|a| a == "--trace");
-    let options = if args.iter().any(|a| a == "--varied") { Options::varied } else { Options::new };
+    let options = if args.iter().any(|a| a == "--harsh") {
+        Options::harsh
+    } else if args.iter().any(|a| a == "--varied") {
+        Options::varied
+    } else {
+        Options::new
+    };
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     if let Some(seed) = value("--seed") {
         let Ok(seed) = seed.parse::<u64>() else { return usage() };

@@ -26,6 +26,8 @@ pub struct Options {
     pub seed: u64,
     /// Set by `Options::varied`, so that a failure names the command that replays it.
     pub varied: bool,
+    /// Many more faults: 5-25% of messages dropped, 5-20% duplicated, 5-20% slow, a fault every 30-200 ms.
+    pub harsh: bool,
     pub brokers: u32,
     pub partitions: u32,
     pub idempotent_producers: u32,
@@ -48,6 +50,7 @@ impl Options {
         Options {
             seed,
             varied: false,
+            harsh: false,
             brokers: 3,
             partitions: 2,
             idempotent_producers: 2,
@@ -59,6 +62,11 @@ impl Options {
             planted: Planted::default(),
             replica_hook: None,
         }
+    }
+
+    /// `Options::varied` with harsh faults.
+    pub fn harsh(seed: u64) -> Self {
+        Options { harsh: true, ..Options::varied(seed) }
     }
 
     /// A run whose shape also comes from the seed: 3 to 5 brokers, 1 to 3 partitions, 1 to 3 idempotent and

@@ -108,6 +108,8 @@ pub struct Outcome {
     pub seed: u64,
     /// Whether the run's shape came from `Options::varied`.
     pub varied: bool,
+    /// Whether the run had `Options::harsh` faults.
+    pub harsh: bool,
     pub report: HistoryReport,
     /// Why the liveness phase failed, if it did.
     pub liveness: Option<String>,
@@ -125,7 +127,8 @@ impl Outcome {
     /// The command that replays this run with its trace.
     pub fn replay_command(&self) -> String {
         let varied = if self.varied { "--varied " } else { "" };
-        format!("cargo run -p rill-sim -- {varied}--seed {} --trace", self.seed)
+        let harsh = if self.harsh { "--harsh " } else { "" };
+        format!("cargo run -p rill-sim -- {varied}{harsh}--seed {} --trace", self.seed)
     }
 
     /// The verdict, the replay command and the last `lines` lines of the trace.
@@ -157,12 +160,12 @@ impl Outcome {
 /// Runs one simulation to its verdict. A panic inside (a broken invariant of a state machine) is caught and
 /// reported with the trace so far.
 pub fn run(options: Options) -> Outcome {
-    let (seed, varied) = (options.seed, options.varied);
+    let (seed, varied, harsh) = (options.seed, options.varied, options.harsh);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let mut world = World::new(options);
         let (report, liveness, stats) = world.run_phases();
         let trace = world.trace.take().unwrap_or_default();
-        Outcome { seed, varied, report, liveness, panic: None, trace, stats }
+        Outcome { seed, varied, harsh, report, liveness, panic: None, trace, stats }
     }));
     result.unwrap_or_else(|payload| {
         let message = payload
@@ -174,6 +177,7 @@ pub fn run(options: Options) -> Outcome {
         Outcome {
             seed,
             varied,
+            harsh,
             report: HistoryReport::default(),
             liveness: None,
             panic: Some(message),
@@ -201,7 +205,7 @@ impl Drop for World {
 impl World {
     fn new(options: Options) -> Self {
         let mut rng = StdRng::seed_from_u64(options.seed);
-        let network = crate::faults::network_profile(&mut rng);
+        let network = crate::faults::network_profile(&mut rng, options.harsh);
         let trace = options.trace.then(Vec::new);
         let mut world = World {
             now_ms: 0,
