@@ -49,9 +49,10 @@ pub(super) struct LeaderState {
     /// The controller refused a proposal because this leader's metadata is behind; proposing again before the
     /// newer metadata arrives would be refused the same way.
     pub(super) isr_waits_for_metadata: bool,
-    /// Brokers that a proposal without an answer (`AlterPartitionError::Unavailable`) would have added. The
-    /// controller may have committed it, making them ISR members a new leader can be elected from, so the HW
-    /// waits for them until newer metadata or a later committed proposal says what the ISR is.
+    /// Brokers that a proposal of unknown outcome (no answer, or an epoch refusal that a retry or duplicate
+    /// of a committed proposal also gets) would have added. The controller may have committed it, making them
+    /// ISR members a new leader can be elected from, so the HW waits for them until newer metadata or a later
+    /// committed proposal says what the ISR is.
     pub(super) unresolved_additions: BTreeSet<u32>,
 }
 
@@ -287,8 +288,8 @@ impl Replica {
                 // Only an ineligible replica is a refusal of this very change. No answer, or an epoch refusal
                 // (which a retry gets when its first attempt was committed, or a duplicate when the original
                 // was), leaves open whether the controller committed it: until metadata says, the additions
-                // count for the HW. Found by rill-sim: seed 1125 (answer lost) and seed 2475 (duplicate
-                // refused as stale before the original's acceptance arrived).
+                // count for the HW. Found by rill-sim (an answer lost; a duplicate refused as stale before the
+                // original's acceptance arrived); its regression seeds are in sim/tests/seeds.rs.
                 if error != AlterPartitionError::IneligibleReplica {
                     leader.unresolved_additions.extend(pending.isr.difference(&self.isr).copied());
                 }
