@@ -103,12 +103,15 @@ impl World {
                 (!records.is_empty()).then_some(Msg::MetadataRecords { records })
             }
             Msg::AlterPartition { broker_epoch, partition, proposal_id, leader_epoch, partition_epoch, isr } => {
+                // As `Controller::alter_partition`: a fenced leader is deposed; a request naming another
+                // registration of the broker than the current one comes from a broker registering again.
                 let state = &self.controller.state;
-                let current = state.brokers.get(&from).is_some_and(|b| b.broker_epoch == broker_epoch && !b.fenced);
-                let result = if current {
-                    planner::alter_partition(state, TOPIC, partition, from, leader_epoch, partition_epoch, isr)
-                } else {
-                    Err(AlterPartitionError::FencedLeaderEpoch)
+                let result = match state.brokers.get(&from) {
+                    Some(b) if b.broker_epoch == broker_epoch && !b.fenced => {
+                        planner::alter_partition(state, TOPIC, partition, from, leader_epoch, partition_epoch, isr)
+                    }
+                    Some(b) if b.broker_epoch == broker_epoch => Err(AlterPartitionError::FencedLeaderEpoch),
+                    _ => Err(AlterPartitionError::Unavailable),
                 };
                 let result = result.map(|(records, accepted)| {
                     self.controller.commit(records);
