@@ -7,14 +7,20 @@ use rill_sim::{Options, run};
 const SEEDS: std::ops::Range<u64> = 0..1_000;
 /// More seeds with the cluster's shape drawn from the seed too (`Options::varied`).
 const VARIED_SEEDS: std::ops::Range<u64> = 0..500;
+/// Varied seeds that once found a real bug; each fails with its bug put back.
+const VARIED_REGRESSION_SEEDS: &[(u64, &str)] =
+    &[(84912, "an ISR expansion refused as ineligible after a copy of it committed was dropped; the HW passed it")];
 /// And some under far more faults (`Options::harsh`).
 const HARSH_SEEDS: std::ops::Range<u64> = 0..200;
 /// Harsh seeds that once found a real bug; each fails with its bug put back.
-const HARSH_REGRESSION_SEEDS: &[(u64, &str)] = &[(
-    15965,
-    "an AlterPartition naming the broker's previous registration was answered FencedLeaderEpoch; the leader waited \
-     for metadata that never came and acks=all stayed refused",
-)];
+const HARSH_REGRESSION_SEEDS: &[(u64, &str)] = &[
+    (
+        15965,
+        "an AlterPartition naming the broker's previous registration was answered FencedLeaderEpoch; the leader \
+         waited for metadata that never came and acks=all stayed refused",
+    ),
+    (25451, "an ISR expansion refused as ineligible while a duplicate of it committed was dropped; the HW passed it"),
+];
 const TRIMMED_TRACE_LINES: usize = 80;
 /// Seeds that once found a real bug, kept whatever the range above covers; each fails with its bug put back.
 /// (Seeds 1125 and 2475 first found the ISR bug; a later change to the simulated network moved it to these.)
@@ -58,7 +64,7 @@ fn a_thousand_seeds_keep_every_acknowledged_record_and_converge() {
 
 #[test]
 fn seeds_of_varied_shapes_keep_every_acknowledged_record_and_converge() {
-    run_seeds(VARIED_SEEDS, Options::varied, 50);
+    run_seeds(VARIED_SEEDS.chain(VARIED_REGRESSION_SEEDS.iter().map(|(seed, _)| *seed)), Options::varied, 50);
 }
 
 #[test]

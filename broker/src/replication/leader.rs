@@ -49,8 +49,8 @@ pub(super) struct LeaderState {
     /// The controller refused a proposal because this leader's metadata is behind; proposing again before the
     /// newer metadata arrives would be refused the same way.
     pub(super) isr_waits_for_metadata: bool,
-    /// Brokers that a proposal of unknown outcome (no answer, or an epoch refusal that a retry or duplicate
-    /// of a committed proposal also gets) would have added. The controller may have committed it, making them
+    /// Brokers that a proposal of unknown outcome (no answer, or a refusal that a retry or duplicate of a
+    /// committed proposal also gets) would have added. The controller may have committed it, making them
     /// ISR members a new leader can be elected from, so the HW waits for them until newer metadata or a later
     /// committed proposal says what the ISR is.
     pub(super) unresolved_additions: BTreeSet<u32>,
@@ -251,7 +251,9 @@ impl Replica {
                 isr.insert(id);
             }
         }
-        if isr == self.isr {
+        // With an outcome unknown, even an unchanged ISR is proposed: its answer (or the metadata a refusal
+        // announces) settles the unknown one, which would otherwise hold the HW back for good.
+        if isr == self.isr && leader.unresolved_additions.is_empty() {
             return;
         }
         let proposal_id = self.next_proposal_id;
@@ -285,14 +287,13 @@ impl Replica {
                 if matches!(error, AlterPartitionError::StalePartitionEpoch | AlterPartitionError::FencedLeaderEpoch) {
                     leader.isr_waits_for_metadata = true;
                 }
-                // Only an ineligible replica is a refusal of this very change. No answer, or an epoch refusal
-                // (which a retry gets when its first attempt was committed, or a duplicate when the original
-                // was), leaves open whether the controller committed it: until metadata says, the additions
-                // count for the HW. Found by rill-sim (an answer lost; a duplicate refused as stale before the
-                // original's acceptance arrived); its regression seeds are in sim/tests/seeds.rs.
-                if error != AlterPartitionError::IneligibleReplica {
-                    leader.unresolved_additions.extend(pending.isr.difference(&self.isr).copied());
-                }
+                // No answer, or a refusal (which a retry or a duplicate of the request also gets when another
+                // copy of it was, or will be, committed: eligibility and epochs change between copies), leaves
+                // open whether the controller committed the change: until metadata or a committed answer says,
+                // the additions count for the HW. Found by rill-sim (an answer lost; a duplicate refused as
+                // stale, or as ineligible, around its committed original); regression seeds in
+                // sim/tests/seeds.rs.
+                leader.unresolved_additions.extend(pending.isr.difference(&self.isr).copied());
                 out.push(Command::Warn(Warning::IsrChangeRefused { error }));
             }
         }

@@ -218,11 +218,17 @@ fn a_stale_refusal_of_an_expansion_keeps_holding_the_hw_back_until_metadata_arri
 }
 
 #[test]
-fn an_ineligible_replica_refusal_drops_the_expansion_at_once() {
+fn an_ineligible_replica_refusal_is_settled_by_proposing_again() {
+    // A duplicate of the request may have been committed before the broker was fenced: the refusal settles
+    // nothing, and with broker 3 gone the leader proposes the unchanged ISR to learn which ISR holds.
     let mut replica = leader(true, 10, &[1, 2]);
     replica.step(fetch_event(2, 10, 0));
     replica.step(fetch_event(3, 10, 1));
     let refused = Err(AlterPartitionError::IneligibleReplica);
     replica.step(Event::AlterPartitionResponse { proposal_id: 0, result: refused });
+    assert_eq!(replica.effective_isr().len(), 3);
+    let later_ms = REPLICA_LAG_MS_MAX + 2;
+    assert_eq!(proposals(&replica.step(fetch_event(2, 10, later_ms))), vec![(1, vec![1, 2])]);
+    replica.step(Event::AlterPartitionResponse { proposal_id: 1, result: accepted(&[1, 2], 2) });
     assert_eq!(replica.effective_isr().into_iter().collect::<Vec<_>>(), vec![1, 2]);
 }
