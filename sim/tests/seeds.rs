@@ -8,8 +8,10 @@ const SEEDS: std::ops::Range<u64> = 0..1_000;
 /// More seeds with the cluster's shape drawn from the seed too (`Options::varied`).
 const VARIED_SEEDS: std::ops::Range<u64> = 0..500;
 /// Varied seeds that once found a real bug; each fails with its bug put back.
-const VARIED_REGRESSION_SEEDS: &[(u64, &str)] =
-    &[(84912, "an ISR expansion refused as ineligible after a copy of it committed was dropped; the HW passed it")];
+const VARIED_REGRESSION_SEEDS: &[(u64, &str)] = &[
+    (84912, "an ISR expansion refused as ineligible after a copy of it committed was dropped; the HW passed it"),
+    (21286, "a diverging answer raised the follower's HW over records the next answer truncated"),
+];
 /// And some under far more faults (`Options::harsh`).
 const HARSH_SEEDS: std::ops::Range<u64> = 0..200;
 /// Harsh seeds that once found a real bug; each fails with its bug put back.
