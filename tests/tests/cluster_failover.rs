@@ -127,6 +127,12 @@ async fn converge_and_check(
     let report = checker::check(history, &logs);
     println!("{topic}: {report}");
     report.assert_valid();
+    // The simulator's checker reads the same history (sends and acknowledgements; these processes record no
+    // polls, HWs or leader writes).
+    let finals: Vec<_> = logs.iter().map(checker::jepsen::final_from_log).collect();
+    let jepsen = checker::jepsen::check_history(&checker::jepsen::ops_from_attempts(history, topic), &finals);
+    println!("{topic}: {jepsen}");
+    assert!(jepsen.is_valid(), "the Jepsen-style check failed:\n{jepsen}");
     (logs, report)
 }
 

@@ -9,6 +9,8 @@ const RULES: &[(&str, &str, &[&str])] = &[
     ("storage", "rill-storage", &["rill-broker", "rill-client", "rill-tests", "rill-bench"]),
     ("broker", "rill-broker", &["rill-client", "rill-tests", "rill-bench"]),
     ("client", "rill-client", &["rill-broker", "rill-storage", "rill-tests", "rill-bench"]),
+    // The simulator drives the broker's pure cores and uses the tests' checker; it never talks to a real client.
+    ("sim", "rill-sim", &["rill-client", "rill-bench"]),
 ];
 
 const DEPENDENCY_TABLES: &[&str] = &["dependencies", "dev-dependencies", "build-dependencies"];

@@ -233,7 +233,18 @@ impl Controller {
             .await;
         match (result, accepted) {
             (Ok(_), Some(outcome)) => outcome,
-            (Err(ControllerError::StaleBrokerEpoch { .. }), _) => Err(AlterPartitionError::FencedLeaderEpoch),
+            // A fenced leader is deposed: metadata moving its leaderships is on its way. Any other registration
+            // than the one named means the broker is registering again (found by rill-sim: answering
+            // FencedLeaderEpoch made the leader wait for metadata that never came, and its ISR stayed too small
+            // for acks=all); once it knows its new broker epoch, a retry succeeds.
+            (Err(ControllerError::StaleBrokerEpoch { .. }), _) => {
+                let registration = self.quorum.state().brokers.get(&leader).cloned();
+                if registration.is_some_and(|b| b.broker_epoch == broker_epoch && b.fenced) {
+                    Err(AlterPartitionError::FencedLeaderEpoch)
+                } else {
+                    Err(AlterPartitionError::Unavailable)
+                }
+            }
             (Err(_), _) | (Ok(_), None) => Err(AlterPartitionError::Unavailable),
         }
     }

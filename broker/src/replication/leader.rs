@@ -49,13 +49,23 @@ pub(super) struct LeaderState {
     /// The controller refused a proposal because this leader's metadata is behind; proposing again before the
     /// newer metadata arrives would be refused the same way.
     pub(super) isr_waits_for_metadata: bool,
+    /// Brokers that a proposal of unknown outcome (no answer, or a refusal that a retry or duplicate of a
+    /// committed proposal also gets) would have added. The controller may have committed it, making them
+    /// ISR members a new leader can be elected from, so the HW waits for them until newer metadata or a later
+    /// committed proposal says what the ISR is.
+    pub(super) unresolved_additions: BTreeSet<u32>,
 }
 
 impl LeaderState {
     pub(super) fn new(replicas: &BTreeSet<u32>, broker_id: u32, now_ms: u64) -> Self {
         let followers =
             replicas.iter().filter(|&&id| id != broker_id).map(|&id| (id, FollowerProgress::new(now_ms))).collect();
-        LeaderState { followers, pending_isr: None, isr_waits_for_metadata: false }
+        LeaderState {
+            followers,
+            pending_isr: None,
+            isr_waits_for_metadata: false,
+            unresolved_additions: BTreeSet::new(),
+        }
     }
 
     /// New metadata within the same leader epoch: follow the replica set, and forget any proposal, which the
@@ -67,6 +77,9 @@ impl LeaderState {
         }
         self.pending_isr = None;
         self.isr_waits_for_metadata = false;
+        // The controller moved past the partition epoch any unanswered proposal was based on: it can no longer
+        // commit, and this metadata holds every change that did.
+        self.unresolved_additions.clear();
     }
 }
 
@@ -109,7 +122,7 @@ impl Replica {
     }
 
     fn accept_fetch(&mut self, fetch: ReplicaFetch, out: &mut Vec<Command>) -> FetchReply {
-        if let Some(last_fetched_epoch) = fetch.last_fetched_epoch {
+        if let Some(last_fetched_epoch) = fetch.last_fetched_epoch.filter(|_| !self.planted().skip_divergence_check) {
             let end = self.epochs.end_offset_for(last_fetched_epoch, self.log_end_offset);
             // The follower's log matches up to its fetch offset only if its last epoch is one this log holds
             // and that epoch reaches at least as far here.
@@ -160,11 +173,15 @@ impl Replica {
     }
 
     /// The committed ISR plus any proposed additions: until the controller answers, either ISR may be the one
-    /// a new leader is elected from, so a record is committed only when both hold it.
+    /// a new leader is elected from, so a record is committed only when both hold it. Additions of a proposal
+    /// that got no answer count too, until its outcome is known.
     pub fn effective_isr(&self) -> BTreeSet<u32> {
         let mut isr = self.isr.clone();
-        if let RoleState::Leader(LeaderState { pending_isr: Some(pending), .. }) = &self.role {
-            isr.extend(pending.isr.iter().copied());
+        if let RoleState::Leader(leader) = &self.role {
+            if let Some(pending) = &leader.pending_isr {
+                isr.extend(pending.isr.iter().copied());
+            }
+            isr.extend(leader.unresolved_additions.iter().copied());
         }
         isr
     }
@@ -184,6 +201,10 @@ impl Replica {
         if !self.lease_valid {
             return;
         }
+        let planted = self.planted();
+        if planted.high_watermark_at_log_end {
+            return self.raise_high_watermark(self.log_end_offset, out);
+        }
         let mut candidate = self.durable_offset();
         for id in self.effective_isr() {
             if id == self.config.broker_id {
@@ -191,6 +212,7 @@ impl Replica {
             }
             match leader.followers.get(&id).and_then(|progress| progress.durable_offset) {
                 Some(durable_offset) => candidate = candidate.min(durable_offset),
+                None if planted.high_watermark_skips_unfetched_followers => {}
                 None => return,
             }
         }
@@ -229,7 +251,9 @@ impl Replica {
                 isr.insert(id);
             }
         }
-        if isr == self.isr {
+        // With an outcome unknown, even an unchanged ISR is proposed: its answer (or the metadata a refusal
+        // announces) settles the unknown one, which would otherwise hold the HW back for good.
+        if isr == self.isr && leader.unresolved_additions.is_empty() {
             return;
         }
         let proposal_id = self.next_proposal_id;
@@ -249,18 +273,27 @@ impl Replica {
         if leader.pending_isr.as_ref().is_none_or(|pending| pending.proposal_id != proposal_id) {
             return;
         }
-        leader.pending_isr = None;
+        let pending = leader.pending_isr.take().expect("checked above");
         match result {
             Ok(accepted) => {
                 if self.partition_epoch.is_none_or(|current| accepted.partition_epoch > current) {
                     self.isr = accepted.isr.into_iter().collect();
                     self.partition_epoch = Some(accepted.partition_epoch);
+                    // Any unanswered proposal was based on an older partition epoch: it can no longer commit.
+                    leader.unresolved_additions.clear();
                 }
             }
             Err(error) => {
                 if matches!(error, AlterPartitionError::StalePartitionEpoch | AlterPartitionError::FencedLeaderEpoch) {
                     leader.isr_waits_for_metadata = true;
                 }
+                // No answer, or a refusal (which a retry or a duplicate of the request also gets when another
+                // copy of it was, or will be, committed: eligibility and epochs change between copies), leaves
+                // open whether the controller committed the change: until metadata or a committed answer says,
+                // the additions count for the HW. Found by rill-sim (an answer lost; a duplicate refused as
+                // stale, or as ineligible, around its committed original); regression seeds in
+                // sim/tests/seeds.rs.
+                leader.unresolved_additions.extend(pending.isr.difference(&self.isr).copied());
                 out.push(Command::Warn(Warning::IsrChangeRefused { error }));
             }
         }

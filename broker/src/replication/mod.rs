@@ -11,6 +11,7 @@ mod epochs;
 mod follower;
 mod leader;
 mod messages;
+mod planted;
 mod replica;
 
 #[cfg(test)]
@@ -21,4 +22,6 @@ pub use messages::{
     AcceptedIsr, AlterPartitionError, BatchMeta, Command, Event, FetchAnswer, FetchError, FetchReply, FetchRequest,
     ProduceError, ReplicaFetch, Warning,
 };
+#[cfg(feature = "planted-bugs")]
+pub use planted::PlantedBugs;
 pub use replica::{RecoveredLog, Replica, ReplicaConfig, Role};

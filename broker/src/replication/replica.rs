@@ -7,6 +7,7 @@ use super::epochs::EpochHistory;
 use super::follower::FollowerState;
 use super::leader::LeaderState;
 use super::messages::{Command, Event, ProduceError, Warning};
+use super::planted::PlantedBugs;
 
 /// Settings of one replica, fixed for its lifetime (the shell rebuilds the replica if a topic's config changes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +78,8 @@ pub struct Replica {
     /// Counters rather than random ids keep runs replayable; they never repeat within a replica's life.
     pub(super) next_fetch_id: u64,
     pub(super) next_proposal_id: u64,
+    #[cfg(feature = "planted-bugs")]
+    planted: PlantedBugs,
 }
 
 impl Replica {
@@ -114,6 +117,8 @@ impl Replica {
             lease_valid: true,
             next_fetch_id: 0,
             next_proposal_id: 0,
+            #[cfg(feature = "planted-bugs")]
+            planted: PlantedBugs::default(),
         };
         replica.check_invariants();
         (replica, out)
@@ -160,7 +165,7 @@ impl Replica {
         // The HW never moves backwards, except through a truncation that the topic's settings allow to lose
         // acknowledged records (reported as such).
         assert!(
-            self.high_watermark >= high_watermark_before || lost,
+            self.high_watermark >= high_watermark_before || lost || self.planted().any(),
             "high watermark moved backwards from {high_watermark_before} to {}",
             self.high_watermark
         );
@@ -363,7 +368,26 @@ impl Replica {
 
     /// Whether this topic's settings allow a truncation below the HW (which loses acknowledged records).
     pub(super) fn acknowledged_loss_allowed(&self) -> bool {
-        !self.config.durability_fsync || self.config.unclean_leader_election
+        // A planted bug may lose acknowledged records; the simulator's checker, not this assertion, must say so.
+        !self.config.durability_fsync || self.config.unclean_leader_election || self.planted().any()
+    }
+
+    /// The bugs planted in this replica (none without the `planted-bugs` feature).
+    #[cfg(feature = "planted-bugs")]
+    pub(super) fn planted(&self) -> PlantedBugs {
+        self.planted
+    }
+
+    #[cfg(not(feature = "planted-bugs"))]
+    #[inline(always)]
+    pub(super) fn planted(&self) -> PlantedBugs {
+        PlantedBugs::default()
+    }
+
+    /// Plants bugs in this replica, for the simulator's tests of its checker.
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant(&mut self, bugs: PlantedBugs) {
+        self.planted = bugs;
     }
 
     // Accessors.
@@ -433,7 +457,8 @@ impl Replica {
     ///
     /// `NotLeader` when not an acting leader; `NotEnoughReplicas` for acks=all with too small an ISR.
     pub fn check_produce(&self, acks_all: bool) -> Result<(), ProduceError> {
-        if !self.is_acting_leader() {
+        let leading_without_lease = self.planted().produce_without_lease && matches!(self.role, RoleState::Leader(_));
+        if !self.is_acting_leader() && !leading_without_lease {
             return Err(ProduceError::NotLeader);
         }
         let min_insync_replicas = self.config.min_insync_replicas;

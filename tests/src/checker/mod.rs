@@ -12,7 +12,10 @@
 //!   order). Producers are not idempotent yet, so duplicates (a retried batch written twice) are counted but
 //!   are not anomalies; writes that failed may or may not be present.
 //! - [`compare_replicas`] reads each replica's segment files and reports any difference below the HW.
+//! - [`jepsen`] checks a fuller history (consumer polls, leader writes, HWs, ISR durability at each ack) for
+//!   every anomaly of Jepsen's Kafka workload; the simulator (`rill-sim`) records such histories.
 
+pub mod jepsen;
 mod reader;
 mod replicas;
 mod workload;

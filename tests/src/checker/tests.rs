@@ -253,3 +253,14 @@ fn a_torn_tail_ends_the_read_but_a_gap_is_an_error() {
     let error = read_stored_batches(&dir, u64::MAX).unwrap_err();
     assert!(format!("{error:#}").contains("does not follow"), "{error:#}");
 }
+
+#[test]
+fn the_jepsen_checker_reads_a_real_process_history_alike() {
+    let log = log_of(&["p1-0", "p1-2"]);
+    let history = history(vec![acked(1, 0, 0), acked(1, 1, 1), acked(1, 2, 2), failed(1, 3)]);
+    let ops = jepsen::ops_from_attempts(&history, TOPIC);
+    assert_eq!(ops.iter().filter(|op| matches!(op, jepsen::Op::Send { .. })).count(), 4);
+    let report = jepsen::check_history(&ops, &[jepsen::final_from_log(&log)]);
+    assert_eq!((report.count(jepsen::LOST_WRITE), report.count(jepsen::INCONSISTENT_OFFSETS)), (1, 1), "{report}");
+    assert!(jepsen::ops_from_attempts(&history, "another topic").is_empty());
+}

@@ -226,3 +226,26 @@ fn a_follower_does_not_fetch_again_while_a_fetch_is_in_flight() {
     let mut replica = follower(false, 5);
     assert!(replica.step(Event::Tick { now_ms: 1_000_000 }).is_empty());
 }
+
+/// Regression (rill-sim varied seed 21286): the follower's epoch 1 ends at 6 but the leader's epoch 1 ends at
+/// 8, so it truncates to 6, yet its epoch-0 records 4..6 may still differ from the leader's. Raising the HW
+/// to the leader's there let the next answer, truncating to 4, cut below the HW.
+#[test]
+fn a_diverging_answer_does_not_raise_the_hw_over_records_not_yet_matched() {
+    // Follower: epoch 0 at 0..6, epoch 2 at 6..9; leader: epoch 0 at 0..4, epoch 1 at 4..8.
+    let epochs = EpochHistory::from_entries(entries(&[(0, 0), (2, 6)])).unwrap();
+    let recovered =
+        RecoveredLog { log_start_offset: 0, log_end_offset: 9, flushed_offset: 9, high_watermark: 3, epochs };
+    let (mut replica, _) = Replica::new(config(2, true), recovered);
+    replica.step(become_follower(3, 4, 4));
+    let diverging = FetchAnswer::Diverging { diverging_epoch: Some(1), end_offset: 8, high_watermark: 8 };
+    let commands = replica.step(answer(0, diverging));
+    assert_eq!(commands[0], Command::Truncate { offset: 6 });
+    assert!(hw_advances(&commands).is_empty(), "records 4..6 are not known to match yet");
+    assert_eq!(replica.high_watermark(), 3);
+    let diverging = FetchAnswer::Diverging { diverging_epoch: Some(0), end_offset: 4, high_watermark: 8 };
+    let commands = replica.step(answer(1, diverging));
+    assert_eq!(commands[0], Command::Truncate { offset: 4 });
+    let commands = replica.step(answer(2, records(vec![batch(4, 7, 1)], 8)));
+    assert_eq!(hw_advances(&commands), vec![8]);
+}

@@ -167,3 +167,68 @@ fn the_leader_never_proposes_to_remove_itself() {
     let mut replica = leader(true, 10, &[1]);
     assert!(proposals(&replica.step(Event::Tick { now_ms: REPLICA_LAG_MS_MAX * 10 })).is_empty());
 }
+
+/// Regression (rill-sim seed 1125): the answer to an expansion was lost, the leader dropped the proposal, and
+/// the HW passed the added follower while the controller's ISR, which a new leader is elected from, held it.
+#[test]
+fn an_unanswered_expansion_keeps_holding_the_hw_back_until_its_outcome_is_known() {
+    let mut replica = leader(true, 10, &[1, 2]);
+    replica.step(fetch_event(2, 10, 0));
+    assert_eq!(proposals(&replica.step(fetch_event(3, 10, 1))), vec![(0, vec![1, 2, 3])]);
+    let unavailable = Err(AlterPartitionError::Unavailable);
+    replica.step(Event::AlterPartitionResponse { proposal_id: 0, result: unavailable });
+    assert_eq!(replica.effective_isr().len(), 3, "the controller may have committed {{1, 2, 3}}");
+    replica.step(Event::Appended { log_end_offset: 20 });
+    replica.step(Event::Flushed { flushed_offset: 20 });
+    let commands = replica.step(fetch_epoch_1_event(2, 20, 2));
+    assert!(hw_advances(&commands).is_empty(), "broker 3 may be in the ISR and holds only 10");
+    // Metadata with a newer partition epoch settles it: here the expansion was committed.
+    replica.step(become_leader(1, 2, &[1, 2, 3], 3));
+    assert_eq!(replica.effective_isr().len(), 3);
+    assert_eq!(hw_advances(&replica.step(fetch_epoch_1_event(3, 20, 4))), vec![20]);
+}
+
+#[test]
+fn a_committed_answer_to_a_later_proposal_settles_an_unanswered_one() {
+    let mut replica = leader(true, 10, &[1, 2]);
+    replica.step(fetch_event(2, 10, 0));
+    replica.step(fetch_event(3, 10, 1));
+    replica.step(Event::AlterPartitionResponse { proposal_id: 0, result: Err(AlterPartitionError::Unavailable) });
+    assert_eq!(proposals(&replica.step(Event::Tick { now_ms: 2 })), vec![(1, vec![1, 2, 3])]);
+    // The first proposal was not committed (the second, based on the same partition epoch, was): only the
+    // answer counts now.
+    replica.step(Event::AlterPartitionResponse { proposal_id: 1, result: accepted(&[1, 2], 2) });
+    assert_eq!(replica.effective_isr().into_iter().collect::<Vec<_>>(), vec![1, 2]);
+}
+
+/// Regression (rill-sim seed 2475): a retried or duplicated expansion is refused as stale because its first
+/// copy was committed; the refusal must not let the HW pass the added follower before metadata arrives.
+#[test]
+fn a_stale_refusal_of_an_expansion_keeps_holding_the_hw_back_until_metadata_arrives() {
+    let mut replica = leader(true, 10, &[1, 2]);
+    replica.step(fetch_event(2, 10, 0));
+    assert_eq!(proposals(&replica.step(fetch_event(3, 10, 1))), vec![(0, vec![1, 2, 3])]);
+    let refused = Err(AlterPartitionError::StalePartitionEpoch);
+    replica.step(Event::AlterPartitionResponse { proposal_id: 0, result: refused });
+    replica.step(Event::Appended { log_end_offset: 20 });
+    replica.step(Event::Flushed { flushed_offset: 20 });
+    assert!(hw_advances(&replica.step(fetch_epoch_1_event(2, 20, 2))).is_empty(), "broker 3 may be in the ISR");
+    // The metadata shows the expansion was not committed after all: the HW moves over {1, 2}.
+    assert_eq!(hw_advances(&replica.step(become_leader(1, 2, &[1, 2], 3))), vec![20]);
+}
+
+#[test]
+fn an_ineligible_replica_refusal_is_settled_by_proposing_again() {
+    // A duplicate of the request may have been committed before the broker was fenced: the refusal settles
+    // nothing, and with broker 3 gone the leader proposes the unchanged ISR to learn which ISR holds.
+    let mut replica = leader(true, 10, &[1, 2]);
+    replica.step(fetch_event(2, 10, 0));
+    replica.step(fetch_event(3, 10, 1));
+    let refused = Err(AlterPartitionError::IneligibleReplica);
+    replica.step(Event::AlterPartitionResponse { proposal_id: 0, result: refused });
+    assert_eq!(replica.effective_isr().len(), 3);
+    let later_ms = REPLICA_LAG_MS_MAX + 2;
+    assert_eq!(proposals(&replica.step(fetch_event(2, 10, later_ms))), vec![(1, vec![1, 2])]);
+    replica.step(Event::AlterPartitionResponse { proposal_id: 1, result: accepted(&[1, 2], 2) });
+    assert_eq!(replica.effective_isr().into_iter().collect::<Vec<_>>(), vec![1, 2]);
+}
