@@ -385,7 +385,7 @@ pub fn ops_from_attempts(history: &super::History, topic: &str) -> Vec<Op> {
                 producer: a.producer,
                 seq: a.seq,
                 partition: a.partition,
-                idempotent: false,
+                idempotent: a.idempotent,
             },
         ));
         if let Some(offset) = a.acked_offset() {

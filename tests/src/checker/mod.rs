@@ -9,8 +9,8 @@
 //!   record absent below the final HW), `inconsistent-offsets` (an acknowledged record found, but not at the
 //!   offset it was acknowledged at), `nonmonotonic-send` (one producer's acknowledged offsets in a partition
 //!   going backwards against its send order) and `nonmonotonic-log` (one producer's records stored out of send
-//!   order). Producers are not idempotent yet, so duplicates (a retried batch written twice) are counted but
-//!   are not anomalies; writes that failed may or may not be present.
+//!   order). Duplicates (a retried batch written twice) are counted here but are anomalies only for idempotent
+//!   producers, which [`jepsen`] checks (`duplicate`); writes that failed may or may not be present.
 //! - [`compare_replicas`] reads each replica's segment files and reports any difference below the HW.
 //! - [`jepsen`] checks a fuller history (consumer polls, leader writes, HWs, ISR durability at each ack) for
 //!   every anomaly of Jepsen's Kafka workload; the simulator (`rill-sim`) records such histories.
@@ -58,6 +58,8 @@ pub struct Attempt {
     pub seq: u64,
     pub topic: String,
     pub partition: u32,
+    /// Sent by an idempotent producer: the record must then be in the log at most once.
+    pub idempotent: bool,
     pub sent_at: Instant,
     pub completed_at: Instant,
     pub outcome: Outcome,

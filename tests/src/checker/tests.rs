@@ -13,7 +13,16 @@ const TOPIC: &str = "t";
 
 fn attempt(producer: u32, seq: u64, outcome: Outcome) -> Attempt {
     let now = Instant::now();
-    Attempt { producer, seq, topic: TOPIC.into(), partition: 0, sent_at: now, completed_at: now, outcome }
+    Attempt {
+        producer,
+        seq,
+        topic: TOPIC.into(),
+        partition: 0,
+        idempotent: false,
+        sent_at: now,
+        completed_at: now,
+        outcome,
+    }
 }
 
 fn acked(producer: u32, seq: u64, offset: u64) -> Attempt {

@@ -173,6 +173,7 @@ async fn run(
 async fn send_one(producer: &Producer, options: &WorkloadOptions, seq: u64) -> Pending {
     let partition = options.partitions[(seq % options.partitions.len() as u64) as usize];
     let (producer_id, topic) = (options.producer, options.topic.clone());
+    let idempotent = options.producer_config.idempotence;
     let record = ProducerRecord::new(topic.clone(), encode_value(producer_id, seq)).partition(partition);
     let sent_at = Instant::now();
     let delivery = producer.send(record).await;
@@ -185,6 +186,7 @@ async fn send_one(producer: &Producer, options: &WorkloadOptions, seq: u64) -> P
             Ok(metadata) => Outcome::Acked { offset: metadata.offset },
             Err(e) => Outcome::Failed { error: e.to_string() },
         };
-        Attempt { producer: producer_id, seq, topic, partition, sent_at, completed_at: Instant::now(), outcome }
+        let completed_at = Instant::now();
+        Attempt { producer: producer_id, seq, topic, partition, idempotent, sent_at, completed_at, outcome }
     })
 }
