@@ -24,7 +24,7 @@ pub const WORKERS_MAX: usize = 256;
 
 /// Rate of the e2e-half preset in messages/s: half of the fsync-1k peak measured on the reference machine
 /// (docs/PERFORMANCE.md). On other hardware, measure fsync-1k and pass `--rate` with half its msgs/s.
-pub const E2E_HALF_RATE_DEFAULT: u64 = 55_000;
+pub const E2E_HALF_RATE_DEFAULT: u64 = 264_000;
 /// Backlog of the consume-backlog preset: 2 GiB of values.
 pub const BACKLOG_PRESET_BYTES: u64 = 2 << 30;
 
