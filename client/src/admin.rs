@@ -468,15 +468,7 @@ impl Admin {
             .collect();
         let request = v1::ResetOffsetsRequest {
             group_id: group_id.to_owned(),
-            offsets: offsets
-                .iter()
-                .map(|(tp, offset)| v1::OffsetCommit {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    offset: *offset,
-                    metadata: String::new(),
-                })
-                .collect(),
+            offsets: crate::group::offset_commits(&offsets, ""),
         };
         let group = GroupClient::new(self.cluster.clone(), group_id);
         group

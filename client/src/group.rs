@@ -147,15 +147,7 @@ impl GroupClient {
             group_id: self.group_id.clone(),
             member_id: member_id.to_string(),
             generation,
-            offsets: offsets
-                .iter()
-                .map(|(tp, offset)| v1::OffsetCommit {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    offset: *offset,
-                    metadata: metadata.to_owned(),
-                })
-                .collect(),
+            offsets: offset_commits(offsets, metadata),
         };
         self.call(|mut c| {
             let request = self.cluster.request(request.clone(), Duration::ZERO);
@@ -385,4 +377,17 @@ async fn join(client: &GroupClient, settings: &MemberSettings) -> Result<(String
         })
         .await?;
     Ok((response.member_id, response.generation))
+}
+
+/// `offsets` as the wire's offset commits, each with `metadata`.
+pub(crate) fn offset_commits(offsets: &BTreeMap<TopicPartition, u64>, metadata: &str) -> Vec<v1::OffsetCommit> {
+    offsets
+        .iter()
+        .map(|(tp, offset)| v1::OffsetCommit {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: *offset,
+            metadata: metadata.to_owned(),
+        })
+        .collect()
 }
