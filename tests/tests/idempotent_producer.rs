@@ -15,7 +15,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use rill_client::{Admin, Error, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 use rill_proto::batch::{BatchHeader, advance_sequence};
-use rill_tests::checker::{PartitionLog, partition_dir, read_partition, read_stored_batches};
+use rill_tests::checker::{LogRecord, PartitionLog, partition_dir, read_partition, read_stored_batches};
 use rill_tests::cluster::{ClusterOptions, ClusterProcess, wait_for};
 use rill_tests::proxy::Direction;
 use rill_tests::rpc;
@@ -156,13 +156,22 @@ async fn read_all(addresses: &[String], topic: &str, partitions: u32) -> Vec<Par
     logs
 }
 
+/// A record's value as text (the tests write UTF-8 values).
+fn value_text(record: &LogRecord) -> String {
+    String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned()
+}
+
+/// The values of a partition's records, in offset order.
+fn values_of(log: &PartitionLog) -> Vec<String> {
+    log.records.iter().map(value_text).collect()
+}
+
 /// How often each value occurs across `logs`, with where it was seen first.
 fn occurrences(logs: &[PartitionLog]) -> HashMap<String, (usize, u32, u64)> {
     let mut seen: HashMap<String, (usize, u32, u64)> = HashMap::new();
     for log in logs {
         for record in &log.records {
-            let value = String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned();
-            seen.entry(value).or_insert((0, log.partition, record.offset)).0 += 1;
+            seen.entry(value_text(record)).or_insert((0, log.partition, record.offset)).0 += 1;
         }
     }
     seen
@@ -421,11 +430,7 @@ async fn a_newer_epoch_of_the_same_producer_id_fences_the_older_one() {
     second.send(ProducerRecord::new(topic, "new-10")).await.unwrap().await.expect("the new epoch still writes");
 
     let log = read_all(&[cluster.node(1).addr()], topic, 1).await.remove(0);
-    let values: Vec<String> = log
-        .records
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
-        .collect();
+    let values = values_of(&log);
     let expected: Vec<String> =
         (0..10).map(|i| format!("old-{i}")).chain((0..=10).map(|i| format!("new-{i}"))).collect();
     assert_eq!(values, expected);
@@ -461,11 +466,7 @@ async fn a_batch_refused_for_good_makes_the_producer_restart_its_sequence_in_a_n
     assert_eq!(producer.producer_id(), Some((id, epoch + 1)), "the producer moved to the next epoch");
 
     let log = read_all(&[cluster.node(1).addr()], topic, 1).await.remove(0);
-    let values: Vec<String> = log
-        .records
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
-        .collect();
+    let values = values_of(&log);
     let expected: Vec<String> =
         (0..10).map(|i| format!("before-{i}")).chain((0..10).map(|i| format!("after-{i}"))).collect();
     assert_eq!(values, expected);
