@@ -9,6 +9,7 @@
 
 mod cli;
 mod consume;
+mod inflight;
 mod payload;
 mod produce;
 mod progress;

@@ -2,22 +2,18 @@
 //! and times every record from its send (or due) time to its acknowledgement.
 //!
 //! A worker is a single task that interleaves sending with collecting acknowledgements (`select!` over the
-//! pending deliveries), so an acknowledgement is timed when it arrives even while `send` waits for buffer
-//! space, and no task or channel is spent per record.
+//! pending deliveries, see [`InFlight`]), so an acknowledgement is timed when it arrives even while `send`
+//! waits for buffer space, and no task or channel is spent per record.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
-use rill_client::{ClientConfig, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+use rill_client::{ClientConfig, Producer, ProducerConfig, ProducerRecord};
 
+use crate::inflight::InFlight;
 use crate::payload::{KeyGenerator, RunClock, stamped};
 use crate::schedule::RateSchedule;
 use crate::stats::Recorder;
@@ -41,7 +37,7 @@ pub enum Quota {
 /// What one producer worker sends.
 #[derive(Debug, Clone)]
 pub struct ProduceJob {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub quota: Quota,
     /// `None` for closed loop.
     pub schedule: Option<RateSchedule>,
@@ -95,7 +91,7 @@ pub async fn connect_producers(
 ///
 /// When the producer is closed under the worker.
 pub async fn run_producer(producer: Producer, mut job: ProduceJob, mut recorder: Recorder) -> anyhow::Result<()> {
-    let mut pending = FuturesUnordered::new();
+    let mut pending = InFlight::default();
     let mut sent_count = 0u64;
     let mut measured_count = 0u64;
     loop {
@@ -125,16 +121,16 @@ pub async fn run_producer(producer: Producer, mut job: ProduceJob, mut recorder:
         let delivery = loop {
             tokio::select! {
                 biased;
-                Some(settled) = pending.next(), if !pending.is_empty() => settle(settled, &mut recorder),
+                () = pending.settle(&mut recorder), if !pending.is_empty() => {}
                 outcome = &mut send => break outcome.context("sending a record")?,
             }
         };
-        pending.push(Timed { sent, bytes, delivery });
+        pending.push(sent, bytes, delivery, &mut recorder);
         sent_count += 1;
         measured_count += u64::from(recorder.measures(sent));
     }
-    while let Some(settled) = pending.next().await {
-        settle(settled, &mut recorder);
+    while !pending.is_empty() {
+        pending.settle(&mut recorder).await;
     }
     producer.close().await;
     recorder.flush();
@@ -147,40 +143,15 @@ pub async fn run_producer(producer: Producer, mut job: ProduceJob, mut recorder:
 /// sends due within one tick leave together. Latency still counts from the due time, so this adds at most a
 /// millisecond to the measured figures; spinning instead would cost a whole core of a two-core machine that the
 /// broker needs.
-async fn wait_until(due: Instant, pending: &mut FuturesUnordered<Timed>, recorder: &mut Recorder) {
+async fn wait_until(due: Instant, pending: &mut InFlight, recorder: &mut Recorder) {
     let sleep = tokio::time::sleep_until(due.into());
     tokio::pin!(sleep);
     loop {
         tokio::select! {
             biased;
-            Some(settled) = pending.next(), if !pending.is_empty() => settle(settled, recorder),
+            () = pending.settle(recorder), if !pending.is_empty() => {}
             () = &mut sleep => return,
         }
-    }
-}
-
-fn settle((sent, bytes, outcome): Settled, recorder: &mut Recorder) {
-    match outcome {
-        Ok(_) => recorder.acknowledged(sent, Instant::now(), bytes),
-        Err(e) => recorder.failed(&e),
-    }
-}
-
-type Settled = (Instant, usize, rill_client::Result<RecordMetadata>);
-
-/// A record's delivery with its send time and size.
-struct Timed {
-    sent: Instant,
-    bytes: usize,
-    delivery: DeliveryFuture,
-}
-
-impl Future for Timed {
-    type Output = Settled;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Settled> {
-        let this = &mut *self;
-        Pin::new(&mut this.delivery).poll(cx).map(|outcome| (this.sent, this.bytes, outcome))
     }
 }
 

@@ -158,7 +158,7 @@ impl Run<'_> {
                 Stop::EndOfLog => unreachable!("settings give producing scenarios a message count or a duration"),
             };
             let job = ProduceJob {
-                topic: self.topic.name.clone(),
+                topic: Arc::from(self.topic.name.as_str()),
                 quota,
                 schedule: (settings.rate > 0).then(|| RateSchedule::new(start, settings.rate, worker, count)),
                 value: value.clone(),
@@ -214,7 +214,7 @@ impl Run<'_> {
         let count = producers.len();
         for (worker, producer) in producers.into_iter().enumerate() {
             let job = ProduceJob {
-                topic: self.topic.name.clone(),
+                topic: Arc::from(self.topic.name.as_str()),
                 quota: Quota::Total(share_of(missing, worker, count)),
                 schedule: None,
                 value: value.clone(),

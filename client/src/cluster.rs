@@ -37,7 +37,7 @@ pub(crate) struct TopicMeta {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Metadata {
     pub brokers: BTreeMap<u32, String>,
-    pub topics: HashMap<String, TopicMeta>,
+    pub topics: HashMap<String, TopicMeta, foldhash::fast::RandomState>,
     fetched_at: Option<Instant>,
 }
 
@@ -212,7 +212,9 @@ impl Cluster {
     ///
     /// Fails with [`Error::UnknownTopic`] if the cluster does not have the topic.
     pub async fn partition_count(&self, topic: &str) -> Result<u32> {
-        if let Some(count) = self.metadata().partition_count(topic) {
+        // Read under the lock rather than through `metadata()`: the producer asks this for every record.
+        let cached = self.metadata.read().expect("metadata lock poisoned").partition_count(topic);
+        if let Some(count) = cached {
             return Ok(count);
         }
         let metadata = self.refresh(&[topic.to_owned()]).await?;
@@ -261,7 +263,7 @@ impl Cluster {
 
 /// Builds the next snapshot: a full answer replaces every topic, a partial one replaces only those it names.
 fn merge_metadata(current: &Metadata, response: MetadataResponse, full: bool) -> Result<Metadata> {
-    let mut topics = if full { HashMap::new() } else { current.topics.clone() };
+    let mut topics = if full { HashMap::default() } else { current.topics.clone() };
     for topic in response.topics {
         match BrokerError::from_proto(topic.error.as_ref()) {
             None => {

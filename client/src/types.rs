@@ -1,6 +1,7 @@
 //! The plain data the client API speaks in: partitions, records to send, records received, delivery results.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 pub use rill_proto::batch::Header;
@@ -36,7 +37,8 @@ impl fmt::Display for TopicPartition {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerRecord {
-    pub topic: String,
+    /// Shared, so that a caller sending many records to one topic clones a pointer, not the name.
+    pub topic: Arc<str>,
     /// Explicit partition; when `None` the partitioner picks one from the key.
     pub partition: Option<u32>,
     pub key: Option<Bytes>,
@@ -48,7 +50,7 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     /// A keyless record with a value.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> ProducerRecord {
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> ProducerRecord {
         ProducerRecord {
             topic: topic.into(),
             partition: None,
@@ -94,7 +96,8 @@ impl ProducerRecord {
 /// Where an acknowledged record was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
-    pub topic: String,
+    /// Shared by every record of a batch.
+    pub topic: Arc<str>,
     pub partition: u32,
     /// The record's offset in its partition. With [`Acks::None`](crate::Acks::None) the broker does not wait
     /// for the append, so this is whatever it reported and should not be relied on.

@@ -6,17 +6,19 @@
 //! no IO and reads no clock: the caller passes `now`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rill_proto::batch::{BATCH_HEADER_BYTES, BatchBuilder, advance_sequence, set_producer_fields};
-use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
+use tokio::sync::{Semaphore, watch};
 
-use crate::error::{Error, Result};
-use crate::types::{ProducerRecord, RecordMetadata, TopicPartition};
+use super::delivery::{BatchCompletion, DeliveryFuture};
+use crate::error::Error;
+use crate::types::{ProducerRecord, TopicPartition};
 
-/// Where a record's outcome goes.
-pub(crate) type Delivery = oneshot::Sender<Result<RecordMetadata>>;
+/// Maps looked up for every record: foldhash instead of SipHash (the keys are the caller's own topic names).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Batches of one partition an idempotent producer may have sent and not yet seen answered. The broker keeps
 /// the last 5 batches of each producer (DESIGN.md, Idempotent producer), so a retry of any of them is still
@@ -37,8 +39,9 @@ pub(crate) struct ProducerBatch {
     pub tp: TopicPartition,
     builder: Option<BatchBuilder>,
     encoded: Option<Bytes>,
-    /// Delivery channel and timestamp of each record, in batch order.
-    records: Vec<(Delivery, i64)>,
+    record_count: u32,
+    /// The outcome the records' futures read.
+    completion: BatchCompletion,
     pub created_at: Instant,
     /// When the batch fails if still not acknowledged (`delivery_timeout_ms` after its first record).
     pub deadline: Instant,
@@ -53,7 +56,7 @@ pub(crate) struct ProducerBatch {
     /// append): the broker may hold the batch, so it keeps its sequence until an answer settles it.
     pub maybe_written: bool,
     /// Buffer space held until the batch is dropped; releasing it wakes senders waiting for room.
-    _buffer: Vec<OwnedSemaphorePermit>,
+    buffer: BufferSpace,
     /// Dropped with the batch; `flush` waits for that.
     _done: watch::Sender<()>,
 }
@@ -69,7 +72,7 @@ impl ProducerBatch {
             if let Some(identity) = identity {
                 builder.set_producer(identity.producer_id, identity.epoch, *next_sequence);
                 self.sequence = Some((identity.epoch, *next_sequence));
-                *next_sequence = advance_sequence(*next_sequence, self.records.len() as u32);
+                *next_sequence = advance_sequence(*next_sequence, self.record_count);
             }
             self.encoded = Some(builder.finish());
         }
@@ -82,7 +85,7 @@ impl ProducerBatch {
         set_producer_fields(&mut bytes, identity.producer_id, identity.epoch, *next_sequence);
         *encoded = bytes.freeze();
         self.sequence = Some((identity.epoch, *next_sequence));
-        *next_sequence = advance_sequence(*next_sequence, self.records.len() as u32);
+        *next_sequence = advance_sequence(*next_sequence, self.record_count);
     }
 
     /// The encoded batch. Only sealed batches are taken for sending.
@@ -98,38 +101,42 @@ impl ProducerBatch {
         }
     }
 
-    pub fn record_count(&self) -> usize {
-        self.records.len()
+    pub fn record_count(&self) -> u32 {
+        self.record_count
     }
 
     /// Resolves every record's future: offsets follow from the batch's base offset.
     pub fn succeed(self, base_offset: u64) {
-        for (index, (delivery, timestamp_ms)) in self.records.into_iter().enumerate() {
-            let metadata = RecordMetadata {
-                topic: self.tp.topic.clone(),
-                partition: self.tp.partition,
-                offset: base_offset + index as u64,
-                timestamp_ms,
-            };
-            // The caller may have dropped its future; the record is still written, so nothing to do.
-            let _ = delivery.send(Ok(metadata));
-        }
+        self.completion.succeed(base_offset);
     }
 
     /// Fails every record's future with `error`.
     pub fn fail(self, error: Error) {
-        for (delivery, _) in self.records {
-            let _ = delivery.send(Err(error.clone()));
+        self.completion.fail(error);
+    }
+}
+
+/// Buffer space (`buffer_bytes_max` permits) held by the records of one batch, given back when the batch is
+/// dropped. Counted rather than held as one permit object per record, so appending a record moves no
+/// reference counts.
+pub(crate) struct BufferSpace {
+    semaphore: Option<Arc<Semaphore>>,
+    permits: usize,
+}
+
+impl Drop for BufferSpace {
+    fn drop(&mut self) {
+        if let Some(semaphore) = &self.semaphore {
+            semaphore.add_permits(self.permits);
         }
     }
 }
 
-/// What an append did, so the caller knows whether the sender must look again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an append did, so the caller knows whether the sender must look again, and the record's future.
 pub(crate) struct Appended {
-    pub partition: u32,
     /// A new batch was started (the sender must arm its linger timer) or one was sealed because it is full.
     pub wake_sender: bool,
+    pub delivery: DeliveryFuture,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -153,21 +160,34 @@ impl PartitionQueue {
     }
 }
 
+/// The state of a partition's last batch, for a record about to be appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenBatch {
+    /// No batch, or the last one is sealed.
+    None,
+    Room,
+    /// Open, but the record does not fit.
+    Full,
+}
+
 /// A record ready to be appended, already checked and given its timestamp.
 pub(crate) struct NewRecord<'a> {
     pub record: &'a ProducerRecord,
     pub timestamp_ms: i64,
-    pub delivery: Delivery,
-    pub buffer: Option<OwnedSemaphorePermit>,
+    /// Permits of the producer's buffer semaphore the caller took for it (and forgot); the batch gives them
+    /// back when it is dropped.
+    pub buffer_permits: usize,
 }
 
 pub(crate) struct Accumulator {
     batch_bytes_max: usize,
     linger: Duration,
     delivery_timeout: Duration,
-    queues: HashMap<TopicPartition, PartitionQueue>,
+    /// The producer's buffer semaphore, which batches give their records' permits back to (`None` in tests).
+    buffer: Option<Arc<Semaphore>>,
+    queues: FastMap<TopicPartition, PartitionQueue>,
     /// The partition keyless records of each topic currently go to, and the topic's partition count.
-    sticky: HashMap<String, Sticky>,
+    sticky: FastMap<String, Sticky>,
     /// Completion signal of every batch not yet acknowledged or failed, for `flush`.
     incomplete: BTreeMap<u64, watch::Receiver<()>>,
     next_batch_id: u64,
@@ -176,7 +196,7 @@ pub(crate) struct Accumulator {
     /// The partition the last record went to (see [`Accumulator::partition_key`]).
     last_key: Option<TopicPartition>,
     /// The sequence the next sealed batch of each partition gets; kept while the partition's queue is empty.
-    sequences: HashMap<TopicPartition, i32>,
+    sequences: FastMap<TopicPartition, i32>,
     /// A sequenced batch failed for good, so its partition's sequence has a hole: the producer must take a new
     /// epoch (which restarts every sequence) once every batch that may be in a log is settled.
     pub epoch_bump_wanted: bool,
@@ -193,18 +213,20 @@ impl Accumulator {
         linger: Duration,
         delivery_timeout: Duration,
         identity: Option<Identity>,
+        buffer: Option<Arc<Semaphore>>,
     ) -> Accumulator {
         Accumulator {
             identity,
+            buffer,
             last_key: None,
-            sequences: HashMap::new(),
+            sequences: FastMap::default(),
             epoch_bump_wanted: false,
             fatal: None,
             batch_bytes_max,
             linger,
             delivery_timeout,
-            queues: HashMap::new(),
-            sticky: HashMap::new(),
+            queues: FastMap::default(),
+            sticky: FastMap::default(),
             incomplete: BTreeMap::new(),
             next_batch_id: 0,
             flushing: 0,
@@ -212,14 +234,21 @@ impl Accumulator {
         }
     }
 
-    /// Whether a record of `size_bound` bytes can ever fit in a batch.
-    pub fn fits_in_a_batch(&self, size_bound: usize) -> bool {
-        BATCH_HEADER_BYTES + size_bound <= self.batch_bytes_max
+    /// Whether a record of `size_bound` bytes can ever fit in a batch of `batch_bytes_max`.
+    pub fn fits_in_a_batch(size_bound: usize, batch_bytes_max: usize) -> bool {
+        BATCH_HEADER_BYTES + size_bound <= batch_bytes_max
     }
 
     /// Appends a record to `partition`, or for `None` (keyless, no explicit partition) to the topic's sticky
-    /// partition among `partitions`. The caller has checked that the record fits in a batch.
-    pub fn append(&mut self, partition: Option<u32>, partitions: u32, new: NewRecord<'_>, now: Instant) -> Appended {
+    /// partition among `partitions`. The caller has checked that the record fits in a batch. `now` is read only
+    /// when a batch is started.
+    pub fn append(
+        &mut self,
+        partition: Option<u32>,
+        partitions: u32,
+        new: NewRecord<'_>,
+        now: impl FnOnce() -> Instant,
+    ) -> Appended {
         let record = new.record;
         let size_bound = record.size_bound();
         let mut wake_sender = false;
@@ -228,7 +257,7 @@ impl Accumulator {
             None => {
                 let sticky = self.sticky_partition(&record.topic, partitions);
                 let tp = self.partition_key(&record.topic, sticky);
-                let full = !self.open_batch_has_room(&tp, size_bound) && self.has_open_batch(&tp);
+                let full = self.open_batch(&tp, size_bound) == OpenBatch::Full;
                 if full {
                     // The sticky batch is full: move on, so keyless load spreads one batch at a time.
                     self.seal_last(&tp);
@@ -239,22 +268,31 @@ impl Accumulator {
             }
         };
         let tp = self.partition_key(&record.topic, partition);
-        if !self.open_batch_has_room(&tp, size_bound) {
-            if self.has_open_batch(&tp) {
-                self.seal_last(&tp);
+        match self.open_batch(&tp, size_bound) {
+            OpenBatch::Room => {}
+            state => {
+                if state == OpenBatch::Full {
+                    self.seal_last(&tp);
+                }
+                self.start_batch(&tp, now());
+                wake_sender = true;
             }
-            self.start_batch(&tp, now);
-            wake_sender = true;
         }
+        let batch_bytes_max = self.batch_bytes_max;
         let queue = self.queues.get_mut(&tp).expect("queue exists after start_batch");
         let batch = queue.batches.back_mut().expect("open batch exists");
         let builder = batch.builder.as_mut().expect("last batch is open");
-        let headers: Vec<(&str, Option<&[u8]>)> =
-            record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref())).collect();
-        builder.push(new.timestamp_ms, record.key.as_deref(), record.value.as_deref(), &headers);
-        batch.records.push((new.delivery, new.timestamp_ms));
-        batch._buffer.extend(new.buffer);
-        if builder.size_bytes() + BatchBuilder::record_size_bound(0, 0, 0) > self.batch_bytes_max {
+        if record.headers.is_empty() {
+            builder.push(new.timestamp_ms, record.key.as_deref(), record.value.as_deref(), &[]);
+        } else {
+            let headers: Vec<(&str, Option<&[u8]>)> =
+                record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref())).collect();
+            builder.push(new.timestamp_ms, record.key.as_deref(), record.value.as_deref(), &headers);
+        }
+        let delivery = batch.completion.record(batch.record_count, new.timestamp_ms);
+        batch.record_count += 1;
+        batch.buffer.permits += new.buffer_permits;
+        if builder.size_bytes() + BatchBuilder::record_size_bound(0, 0, 0) > batch_bytes_max {
             // Not even an empty record fits any more: the batch is as full as it gets.
             let next_sequence = self.sequences.entry(tp.clone()).or_insert(0);
             batch.seal(self.identity, next_sequence);
@@ -262,7 +300,7 @@ impl Accumulator {
             self.advance_sticky_from(&tp);
         }
         self.last_key = Some(tp);
-        Appended { partition, wake_sender }
+        Appended { wake_sender, delivery }
     }
 
     /// The key of `topic`'s `partition`, reusing the last one built when it matches: records mostly go to the
@@ -275,12 +313,15 @@ impl Accumulator {
     }
 
     fn sticky_partition(&mut self, topic: &str, partitions: u32) -> u32 {
-        // Topics start on different partitions so that several keyless topics do not all load partition 0.
-        let start = (self.next_batch_id % u64::from(partitions)) as u32;
-        if !self.sticky.contains_key(topic) {
-            self.sticky.insert(topic.to_owned(), Sticky { partition: start, partitions });
-        }
-        let sticky = self.sticky.get_mut(topic).expect("inserted above");
+        let sticky = match self.sticky.get_mut(topic) {
+            Some(sticky) => sticky,
+            None => {
+                // Topics start on different partitions so that several keyless topics do not all load
+                // partition 0.
+                let start = (self.next_batch_id % u64::from(partitions)) as u32;
+                self.sticky.entry(topic.to_owned()).or_insert(Sticky { partition: start, partitions })
+            }
+        };
         if sticky.partitions != partitions {
             // The topic grew (or the metadata changed): keep the choice valid.
             *sticky = Sticky { partition: sticky.partition % partitions, partitions };
@@ -301,16 +342,14 @@ impl Accumulator {
         }
     }
 
-    fn has_open_batch(&self, tp: &TopicPartition) -> bool {
-        self.queues.get(tp).and_then(|q| q.batches.back()).is_some_and(|b| !b.is_sealed())
-    }
-
-    fn open_batch_has_room(&self, tp: &TopicPartition, size_bound: usize) -> bool {
-        self.queues
-            .get(tp)
-            .and_then(|q| q.batches.back())
-            .and_then(|b| b.builder.as_ref())
-            .is_some_and(|builder| builder.size_bytes() + size_bound <= self.batch_bytes_max)
+    /// Whether `tp`'s last batch is open, and if so whether a record of `size_bound` bytes still fits.
+    fn open_batch(&self, tp: &TopicPartition, size_bound: usize) -> OpenBatch {
+        let open = self.queues.get(tp).and_then(|q| q.batches.back()).and_then(|b| b.builder.as_ref());
+        match open {
+            None => OpenBatch::None,
+            Some(builder) if builder.size_bytes() + size_bound <= self.batch_bytes_max => OpenBatch::Room,
+            Some(_) => OpenBatch::Full,
+        }
     }
 
     fn seal_last(&mut self, tp: &TopicPartition) {
@@ -329,7 +368,8 @@ impl Accumulator {
             tp: tp.clone(),
             builder: Some(BatchBuilder::with_capacity(self.batch_bytes_max.min(64 * 1024))),
             encoded: None,
-            records: Vec::new(),
+            record_count: 0,
+            completion: BatchCompletion::new(Arc::from(tp.topic.as_str()), tp.partition),
             created_at: now,
             deadline: now + self.delivery_timeout,
             retry_at: None,
@@ -337,7 +377,7 @@ impl Accumulator {
             last_error: None,
             sequence: None,
             maybe_written: false,
-            _buffer: Vec::new(),
+            buffer: BufferSpace { semaphore: self.buffer.clone(), permits: 0 },
             _done: done,
         };
         self.queues.entry(tp.clone()).or_default().batches.push_back(batch);

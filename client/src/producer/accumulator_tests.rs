@@ -2,29 +2,31 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use futures::FutureExt;
 
 use super::*;
+use crate::producer::DeliveryFuture;
 
 const LINGER: Duration = Duration::from_millis(5);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn accumulator(batch_bytes_max: usize) -> Accumulator {
-    Accumulator::new(batch_bytes_max, LINGER, DELIVERY_TIMEOUT, None)
+    Accumulator::new(batch_bytes_max, LINGER, DELIVERY_TIMEOUT, None, None)
 }
 
-/// Appends `value` and returns the receiver of its delivery.
-fn append(
-    acc: &mut Accumulator,
-    partition: Option<u32>,
-    value: &str,
-    now: Instant,
-) -> (Appended, oneshot::Receiver<Result<RecordMetadata>>) {
+/// What one append reported.
+struct Added {
+    wake_sender: bool,
+    partition: u32,
+}
+
+/// Appends `value` and returns the future of its delivery.
+fn append(acc: &mut Accumulator, partition: Option<u32>, value: &str, now: Instant) -> (Added, DeliveryFuture) {
     let record = ProducerRecord::new("t", value.to_owned());
-    let (delivery, rx) = oneshot::channel();
     let appended =
-        acc.append(partition, 3, NewRecord { record: &record, timestamp_ms: 1_000, delivery, buffer: None }, now);
-    (appended, rx)
+        acc.append(partition, 3, NewRecord { record: &record, timestamp_ms: 1_000, buffer_permits: 0 }, || now);
+    let partition = appended.delivery.partition().expect("an appended record has a partition");
+    (Added { wake_sender: appended.wake_sender, partition }, appended.delivery)
 }
 
 #[test]
@@ -100,7 +102,7 @@ fn one_batch_in_flight_per_partition_keeps_order() {
     second.succeed(2);
 
     let first_offsets: Vec<u64> =
-        receivers.iter_mut().filter_map(|rx| rx.try_recv().ok()).map(|result| result.unwrap().offset).collect();
+        receivers.iter_mut().filter_map(|rx| rx.now_or_never()).map(|result| result.unwrap().offset).collect();
     assert_eq!(first_offsets[0], 0);
     assert!(first_offsets.windows(2).all(|w| w[0] < w[1]), "offsets follow send order: {first_offsets:?}");
 }
@@ -147,7 +149,7 @@ fn flushing_makes_every_batch_ready() {
 fn expired_batches_are_removed_and_fail() {
     let now = Instant::now();
     let mut acc = accumulator(1 << 20);
-    let (_, mut rx) = append(&mut acc, Some(0), "a", now);
+    let (_, rx) = append(&mut acc, Some(0), "a", now);
     assert!(acc.expired(now + Duration::from_secs(1)).is_empty());
     let expired = acc.expired(now + DELIVERY_TIMEOUT);
     assert_eq!(expired.len(), 1);
@@ -156,20 +158,19 @@ fn expired_batches_are_removed_and_fail() {
     for batch in expired {
         batch.fail(Error::DeliveryTimeout { delivery_timeout_ms: 60_000, last_error: "none".into() });
     }
-    assert!(matches!(rx.try_recv().unwrap(), Err(Error::DeliveryTimeout { .. })));
+    assert!(matches!(rx.now_or_never().unwrap(), Err(Error::DeliveryTimeout { .. })));
 }
 
 #[test]
 fn records_larger_than_a_batch_are_refused_up_front() {
-    let acc = accumulator(1000);
-    assert!(acc.fits_in_a_batch(900));
-    assert!(!acc.fits_in_a_batch(1000));
+    assert!(Accumulator::fits_in_a_batch(900, 1000));
+    assert!(!Accumulator::fits_in_a_batch(1000, 1000));
 }
 
 const IDENTITY: Identity = Identity { producer_id: 42, epoch: 3 };
 
 fn idempotent(batch_bytes_max: usize) -> Accumulator {
-    Accumulator::new(batch_bytes_max, LINGER, DELIVERY_TIMEOUT, Some(IDENTITY))
+    Accumulator::new(batch_bytes_max, LINGER, DELIVERY_TIMEOUT, Some(IDENTITY), None)
 }
 
 /// The producer fields stamped in a taken batch's bytes.
@@ -184,7 +185,7 @@ fn one_record_batches(
     acc: &mut Accumulator,
     count: usize,
     now: Instant,
-) -> Vec<oneshot::Receiver<Result<RecordMetadata>>> {
+) -> Vec<DeliveryFuture> {
     let value = "v".repeat(150);
     (0..count).map(|_| append(acc, Some(0), &value, now).1).collect()
 }
@@ -309,7 +310,7 @@ fn a_fatal_error_fails_everything_queued_and_stops_sending() {
         batch.fail(fenced.clone());
     }
     assert!(acc.take(&tp).is_none());
-    assert!(matches!(rx.pop().unwrap().try_recv().unwrap(), Err(Error::ProducerFenced { .. })));
+    assert!(matches!(rx.pop().unwrap().now_or_never().unwrap(), Err(Error::ProducerFenced { .. })));
     acc.finished(&tp, in_flight.id);
     assert!(acc.is_empty());
 }

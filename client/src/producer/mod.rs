@@ -2,24 +2,23 @@
 //! background, resolving one [`DeliveryFuture`] per record.
 
 mod accumulator;
+mod delivery;
 mod sender;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use self::accumulator::{Accumulator, Identity, NewRecord};
+pub use self::delivery::DeliveryFuture;
 use crate::cluster::Cluster;
 use crate::config::{ClientConfig, ProducerConfig};
 use crate::error::{Error, Result};
 use crate::partitioner::partition_for_key;
-use crate::types::{ProducerRecord, RecordMetadata};
+use crate::types::ProducerRecord;
 
 /// State shared by the producer handles and the background sender task.
 pub(crate) struct Shared {
@@ -106,15 +105,17 @@ impl Producer {
     }
 
     pub(crate) fn start(cluster: Arc<Cluster>, config: ProducerConfig, identity: Option<Identity>) -> Producer {
+        let buffer = Arc::new(Semaphore::new(config.buffer_bytes_max));
         let accumulator = Accumulator::new(
             config.batch_bytes_max,
             Duration::from_millis(config.linger_ms),
             Duration::from_millis(config.delivery_timeout_ms),
             identity,
+            Some(buffer.clone()),
         );
         let shared = Arc::new(Shared {
             cluster,
-            buffer: Arc::new(Semaphore::new(config.buffer_bytes_max)),
+            buffer,
             config,
             accumulator: Mutex::new(accumulator),
             wake: Notify::new(),
@@ -144,23 +145,23 @@ impl Producer {
             return Err(Error::ProducerClosed);
         }
         let size_bound = record.size_bound();
-        if !shared.lock().fits_in_a_batch(size_bound) {
+        if !Accumulator::fits_in_a_batch(size_bound, shared.config.batch_bytes_max) {
             return Ok(DeliveryFuture::failed(Error::RecordTooLarge {
                 record_bytes: size_bound,
                 batch_bytes_max: shared.config.batch_bytes_max,
             }));
         }
         let permits = u32::try_from(size_bound).expect("record bound fits a batch, so it fits u32");
-        let buffer = shared.buffer.clone().acquire_many_owned(permits).await.map_err(|_| Error::ProducerClosed)?;
+        let reserved = Reserved::acquire(&shared.buffer, permits).await?;
         let partitions = match shared.cluster.partition_count(&record.topic).await {
             Ok(count) if count > 0 => count,
-            Ok(_) => return Ok(DeliveryFuture::failed(Error::UnknownTopic(record.topic))),
+            Ok(_) => return Ok(DeliveryFuture::failed(Error::UnknownTopic(record.topic.to_string()))),
             Err(e) => return Ok(DeliveryFuture::failed(e)),
         };
         let partition = match (record.partition, &record.key) {
             (Some(p), _) if p >= partitions => {
                 return Ok(DeliveryFuture::failed(Error::UnknownPartition {
-                    topic: record.topic,
+                    topic: record.topic.to_string(),
                     partition: p,
                     partitions,
                 }));
@@ -170,7 +171,6 @@ impl Producer {
             (None, None) => None,
         };
         let timestamp_ms = record.timestamp_ms.unwrap_or_else(now_ms);
-        let (delivery, receiver) = oneshot::channel();
         let appended = {
             let mut accumulator = shared.lock();
             if accumulator.closing {
@@ -179,13 +179,13 @@ impl Producer {
             if let Some(fatal) = accumulator.fatal.clone() {
                 return Ok(DeliveryFuture::failed(fatal));
             }
-            let new = NewRecord { record: &record, timestamp_ms, delivery, buffer: Some(buffer) };
-            accumulator.append(partition, partitions, new, Instant::now())
+            let new = NewRecord { record: &record, timestamp_ms, buffer_permits: reserved.hand_over() };
+            accumulator.append(partition, partitions, new, Instant::now)
         };
         if appended.wake_sender {
             shared.wake.notify_one();
         }
-        Ok(DeliveryFuture { receiver })
+        Ok(appended.delivery)
     }
 
     /// Sends every buffered record now, ignoring linger, and waits until each record sent before this call is
@@ -257,33 +257,29 @@ impl Drop for FlushGuard<'_> {
     }
 }
 
-/// Resolves to where a record was written, or to why it was not.
-///
-/// # Cancel safety
-///
-/// Dropping it does not cancel the send; the outcome is just not observed.
-#[must_use = "a record's delivery can fail; await the future to know"]
-pub struct DeliveryFuture {
-    receiver: oneshot::Receiver<Result<RecordMetadata>>,
+/// Buffer space taken for one record in `send`: given back if the record never reaches a batch (an early
+/// return, or the `send` future dropped), else handed to its batch, which gives it back when it is dropped.
+struct Reserved<'a> {
+    semaphore: &'a Semaphore,
+    permits: u32,
 }
 
-impl DeliveryFuture {
-    fn failed(error: Error) -> DeliveryFuture {
-        let (sender, receiver) = oneshot::channel();
-        let _ = sender.send(Err(error));
-        DeliveryFuture { receiver }
+impl<'a> Reserved<'a> {
+    async fn acquire(semaphore: &'a Semaphore, permits: u32) -> Result<Reserved<'a>> {
+        semaphore.acquire_many(permits).await.map_err(|_| Error::ProducerClosed)?.forget();
+        Ok(Reserved { semaphore, permits })
+    }
+
+    fn hand_over(self) -> usize {
+        let permits = self.permits as usize;
+        std::mem::forget(self);
+        permits
     }
 }
 
-impl Future for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.receiver).poll(cx).map(|result| match result {
-            Ok(outcome) => outcome,
-            // The sender task ended without answering: only possible if it panicked.
-            Err(_) => Err(Error::ProducerClosed),
-        })
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.semaphore.add_permits(self.permits as usize);
     }
 }
 
