@@ -92,7 +92,8 @@ impl InFlight {
         let index = partition as usize;
         while self.queues.len() <= index {
             let partition = self.queues.len();
-            let waker = Arc::new(PartitionWaker { partition, queued: AtomicBool::new(false), woken: self.woken.clone() });
+            let waker =
+                Arc::new(PartitionWaker { partition, queued: AtomicBool::new(false), woken: self.woken.clone() });
             self.queues.push(PartitionQueue { records: VecDeque::new(), waker });
         }
         let queue = &mut self.queues[index];

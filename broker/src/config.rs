@@ -93,6 +93,10 @@ pub struct Args {
     /// Keep at most this many bytes per partition; -1 for no limit [default: -1] (`retention.bytes`).
     #[arg(long, env = "RILL_RETENTION_BYTES", allow_hyphen_values = true)]
     pub retention_bytes: Option<i64>,
+    /// After each fsync, ask the OS to drop a partition's cached pages more than this many bytes behind a
+    /// segment's end; -1 keeps everything cached [default: -1] (topic key `cache.window.bytes`).
+    #[arg(long, env = "RILL_CACHE_WINDOW_BYTES", allow_hyphen_values = true)]
+    pub cache_window_bytes: Option<i64>,
     /// `fsync`, `interval` or `os` [default: fsync] (topic key `durability`).
     #[arg(long, env = "RILL_DURABILITY")]
     pub durability: Option<String>,
@@ -160,6 +164,7 @@ impl Args {
             segment_ms,
             retention_ms,
             retention_bytes,
+            cache_window_bytes,
             durability,
             flush_ms
         )
@@ -225,6 +230,7 @@ impl BrokerConfig {
         set("segment.ms", args.segment_ms.map(|v| v.to_string()));
         set("retention.ms", args.retention_ms.map(|v| v.to_string()));
         set("retention.bytes", args.retention_bytes.map(|v| v.to_string()));
+        set("cache.window.bytes", args.cache_window_bytes.map(|v| v.to_string()));
         set("durability", args.durability.clone());
         set("flush.ms", args.flush_ms.map(|v| v.to_string()));
         let node_id = args.node_id.unwrap_or(1);

@@ -17,6 +17,10 @@ pub const TOPIC_KEYS: &[(&str, &str)] = &[
     ("retention.bytes", "keep at most this many bytes per partition; -1 = no limit (default -1)"),
     ("max.message.bytes", "largest record batch in bytes (default: the broker's batch-bytes-max)"),
     ("index.interval.bytes", "bytes between sparse index entries (default 4096)"),
+    (
+        "cache.window.bytes",
+        "after each fsync, drop cached pages this far behind a segment's end; -1 = keep all (default -1)",
+    ),
     ("min.insync.replicas", "in-sync replicas an acks=all write needs (default 2 with 3+ replicas, else 1)"),
     ("unclean.leader.election.enable", "elect a leader from outside the ISR, risking loss (default false)"),
 ];
@@ -108,6 +112,10 @@ impl TopicConfig {
                 .transpose()?
                 .unwrap_or(4096),
             durability,
+            cache_window_bytes: get("cache.window.bytes")
+                .map(|v| optional_limit("cache.window.bytes", v))
+                .transpose()?
+                .flatten(),
         };
         log.validate().map_err(|e| e.to_string())?;
         let min_insync_replicas =
@@ -138,7 +146,20 @@ mod tests {
         assert_eq!(c.log.segment_bytes_max, 1 << 30);
         assert_eq!(c.log.retention_ms, Some(7 * DAY_MS));
         assert_eq!(c.log.retention_bytes, None);
+        assert_eq!(c.log.cache_window_bytes, None, "everything stays cached unless asked");
         assert_eq!(c.batch_bytes_max, 1 << 20);
+    }
+
+    #[test]
+    fn cache_window_is_a_byte_count_or_minus_one() {
+        let c = TopicConfig::parse(&map(&[("cache.window.bytes", "67108864")]), &map(&[]), 1 << 20).unwrap();
+        assert_eq!(c.log.cache_window_bytes, Some(64 << 20));
+        let c =
+            TopicConfig::parse(&map(&[("cache.window.bytes", "-1")]), &map(&[("cache.window.bytes", "0")]), 1 << 20)
+                .unwrap();
+        assert_eq!(c.log.cache_window_bytes, None, "the topic's -1 wins over the broker default");
+        let err = TopicConfig::parse(&map(&[("cache.window.bytes", "-5")]), &map(&[]), 1 << 20).unwrap_err();
+        assert!(err.contains("cache.window.bytes"), "{err}");
     }
 
     #[test]

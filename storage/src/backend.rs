@@ -32,6 +32,13 @@ pub trait StorageFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// `len` bytes at `pos`, which must lie within the file. The real backend returns a slice of a memory map.
     fn read(&self, pos: u64, len: usize) -> io::Result<Bytes>;
+    /// Tells the OS that the cached pages of bytes below `upto`, already synced, will not be read soon, so it
+    /// may drop them (pages a reader has mapped stay). Reads still see the same bytes, from disk. A hint only:
+    /// the default does nothing.
+    fn release_cache(&self, upto: u64) -> io::Result<()> {
+        let _ = upto;
+        Ok(())
+    }
 }
 
 /// The directory operations the log needs. Paths are absolute or relative to the process, as given to `Log::open`.
@@ -225,6 +232,14 @@ impl StorageFile for FsFile {
 
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    fn release_cache(&self, upto: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let len = libc::off_t::try_from(upto).unwrap_or(libc::off_t::MAX);
+        // SAFETY: posix_fadvise only reads its arguments; the descriptor is open for as long as `self`.
+        let rc = unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, len, libc::POSIX_FADV_DONTNEED) };
+        if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

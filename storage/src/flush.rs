@@ -63,16 +63,21 @@ impl FlushShared {
     }
 }
 
+/// A file the job touches, with its path for error messages.
+pub(crate) type JobFile = (PathBuf, Arc<dyn StorageFile>);
+
 /// A batch of fsyncs covering every offset below `upto()`. Take it under the partition lock with
 /// `Log::flush_job`, `run` it without the lock (it blocks), then call `Log::mark_flushed(job.upto())`.
 pub struct FlushJob {
     pub(crate) upto: u64,
     pub(crate) generation: u64,
-    pub(crate) files: Vec<(PathBuf, Arc<dyn StorageFile>)>,
+    pub(crate) files: Vec<JobFile>,
     /// End offset of the newest sealed segment whose files this job syncs (0 when none).
     pub(crate) sealed_through: u64,
     pub(crate) dir_sync: Option<(Arc<dyn Backend>, PathBuf, u64)>,
     pub(crate) shared: Arc<FlushShared>,
+    /// Segment files whose page cache is trimmed to the last `cache_window_bytes` after the syncs.
+    pub(crate) release: Option<(u64, Vec<JobFile>)>,
 }
 
 impl fmt::Debug for FlushJob {
@@ -109,6 +114,16 @@ impl FlushJob {
             progress.sealed_synced_through = progress.sealed_synced_through.max(self.sealed_through);
         }
         progress.dir_synced_count = progress.dir_synced_count.max(dir_synced_count);
+        drop(progress);
+        if let Some((window, files)) = &self.release {
+            for (path, file) in files {
+                // A hint: failing to drop cached pages loses nothing, so it is only logged.
+                let released = file.len().and_then(|len| file.release_cache(len.saturating_sub(*window)));
+                if let Err(e) = released {
+                    tracing::debug!(path = %path.display(), error = %e, "could not release cached pages");
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -269,18 +269,21 @@ impl Log {
             return None;
         }
         let mut files = Vec::new();
+        let mut logs = Vec::new();
         let mut sealed_through = 0;
         for base in &self.unsynced_sealed {
             let sealed = &self.segments[base];
             let [log, offset_index, time_index] = sealed.files();
             let [offset_index_file, time_index_file] = sealed.index_files();
-            files.push((sealed.log_path().to_path_buf(), log));
+            files.push((sealed.log_path().to_path_buf(), Arc::clone(&log)));
+            logs.push((sealed.log_path().to_path_buf(), log));
             files.push((offset_index_file.path().to_path_buf(), offset_index));
             files.push((time_index_file.path().to_path_buf(), time_index));
             sealed_through = sealed.next_offset();
         }
         let active = self.active();
         files.push((active.log_path().to_path_buf(), Arc::clone(active.log_file())));
+        logs.push((active.log_path().to_path_buf(), Arc::clone(active.log_file())));
         let dir_sync = dir_dirty.then(|| (Arc::clone(&self.backend), self.dir.clone(), self.segments_created));
         Some(FlushJob {
             upto: end,
@@ -289,6 +292,7 @@ impl Log {
             sealed_through,
             dir_sync,
             shared: Arc::clone(&self.flush),
+            release: self.config.cache_window_bytes.map(|window| (window, logs)),
         })
     }
 

@@ -43,7 +43,7 @@ async fn delivery_futures_report_consecutive_offsets_and_the_consumer_reads_them
     producer.flush().await;
     for (i, delivery) in deliveries.into_iter().enumerate() {
         let metadata = delivery.await.unwrap();
-        assert_eq!((metadata.topic.as_str(), metadata.partition, metadata.offset), ("api", 1, i as u64));
+        assert_eq!((&*metadata.topic, metadata.partition, metadata.offset), ("api", 1, i as u64));
     }
 
     let tp = TopicPartition::new("api", 1);

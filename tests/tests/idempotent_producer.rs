@@ -130,7 +130,7 @@ fn outcome_of(
 ) -> (String, u32, Result<RecordMetadata, Error>) {
     let partition = outcome.as_ref().map_or(u32::MAX, |m| m.partition);
     if let Ok(m) = &outcome {
-        assert_eq!(m.topic, topic);
+        assert_eq!(&*m.topic, topic);
     }
     (value, partition, outcome)
 }

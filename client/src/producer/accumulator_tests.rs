@@ -181,11 +181,7 @@ fn stamped(batch: &ProducerBatch) -> (i64, i16, i32, u32) {
 
 /// Fills `count` batches of one record each on partition 0 (a batch of 300 bytes has room for one 150-byte
 /// value).
-fn one_record_batches(
-    acc: &mut Accumulator,
-    count: usize,
-    now: Instant,
-) -> Vec<DeliveryFuture> {
+fn one_record_batches(acc: &mut Accumulator, count: usize, now: Instant) -> Vec<DeliveryFuture> {
     let value = "v".repeat(150);
     (0..count).map(|_| append(acc, Some(0), &value, now).1).collect()
 }

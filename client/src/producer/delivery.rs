@@ -130,7 +130,9 @@ impl Future for DeliveryFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.state {
-            State::Failed(error) => Poll::Ready(Err(error.take().expect("a DeliveryFuture is not polled after it completed"))),
+            State::Failed(error) => {
+                Poll::Ready(Err(error.take().expect("a DeliveryFuture is not polled after it completed")))
+            }
             State::Waiting { outcome, index, timestamp_ms, registered } => {
                 if let Some(result) = outcome.metadata(*index, *timestamp_ms) {
                     return Poll::Ready(result);
