@@ -28,6 +28,13 @@ use crate::cli::Cli;
 use crate::settings::Settings;
 
 fn main() -> ExitCode {
+    // As the broker does (broker/src/main.rs, `keep_freed_memory`): reuse freed request buffers instead of
+    // taking fresh pages from the kernel for each, so the load generator spends its core on load.
+    // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
     let cli = Cli::parse();
     let settings = match Settings::resolve(cli.command, cli.options) {
         Ok(settings) => settings,
