@@ -101,7 +101,10 @@ impl ClusterLink {
             .http2_keep_alive_interval(Duration::from_millis(PEER_KEEPALIVE_INTERVAL_MS))
             .keep_alive_timeout(Duration::from_millis(PEER_KEEPALIVE_TIMEOUT_MS))
             .keep_alive_while_idle(true)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // Replication fetch answers carry up to megabytes of batches: let the leader send them in 1 MiB
+            // frames, as clients may (crate::server).
+            .max_frame_size(crate::server::HTTP2_FRAME_BYTES_MAX);
         let channel = endpoint.connect_lazy();
         channels.insert(address.to_string(), channel.clone());
         Ok(channel)

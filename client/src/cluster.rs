@@ -17,6 +17,9 @@ use crate::types::TopicPartition;
 /// Largest gRPC message the client accepts. A fetch asks for less, but the broker always returns at least one
 /// whole batch, which may be larger than the fetch limit; refusing it would stall the consumer.
 const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Largest HTTP/2 DATA frame brokers may send this client (the protocol's default is 16 KiB), so a fetch
+/// response crosses in few frames.
+const HTTP2_FRAME_BYTES_MAX: u32 = 1 << 20;
 
 /// One partition as the metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +129,7 @@ impl Cluster {
         Ok(endpoint
             .connect_timeout(config.connect_timeout())
             .http2_keep_alive_interval(Duration::from_millis(config.keepalive_interval_ms))
+            .max_frame_size(HTTP2_FRAME_BYTES_MAX)
             .keep_alive_timeout(Duration::from_millis(config.keepalive_timeout_ms))
             .keep_alive_while_idle(true)
             .tcp_nodelay(true))
