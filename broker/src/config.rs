@@ -93,8 +93,8 @@ pub struct Args {
     /// Keep at most this many bytes per partition; -1 for no limit [default: -1] (`retention.bytes`).
     #[arg(long, env = "RILL_RETENTION_BYTES", allow_hyphen_values = true)]
     pub retention_bytes: Option<i64>,
-    /// After each fsync, ask the OS to drop a partition's cached pages more than this many bytes behind a
-    /// segment's end; -1 keeps everything cached [default: -1] (topic key `cache.window.bytes`).
+    /// Ask the OS to drop a partition's cached pages more than this many bytes behind a segment's end once
+    /// they are on disk; -1 keeps everything cached [default: -1] (topic key `cache.window.bytes`).
     #[arg(long, env = "RILL_CACHE_WINDOW_BYTES", allow_hyphen_values = true)]
     pub cache_window_bytes: Option<i64>,
     /// `fsync`, `interval` or `os` [default: fsync] (topic key `durability`).

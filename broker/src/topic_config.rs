@@ -19,7 +19,7 @@ pub const TOPIC_KEYS: &[(&str, &str)] = &[
     ("index.interval.bytes", "bytes between sparse index entries (default 4096)"),
     (
         "cache.window.bytes",
-        "after each fsync, drop cached pages this far behind a segment's end; -1 = keep all (default -1)",
+        "drop cached pages this far behind a segment's end once written to disk; -1 = keep all (default -1)",
     ),
     ("min.insync.replicas", "in-sync replicas an acks=all write needs (default 2 with 3+ replicas, else 1)"),
     ("unclean.leader.election.enable", "elect a leader from outside the ISR, risking loss (default false)"),

@@ -39,6 +39,12 @@ pub trait StorageFile: Send + Sync {
         let _ = upto;
         Ok(())
     }
+    /// Asks the OS to start writing `len` bytes at `pos` to disk, without waiting and without making them
+    /// durable (no metadata, no cache flush). A hint only: the default does nothing.
+    fn start_writeback(&self, pos: u64, len: u64) -> io::Result<()> {
+        let _ = (pos, len);
+        Ok(())
+    }
 }
 
 /// The directory operations the log needs. Paths are absolute or relative to the process, as given to `Log::open`.
@@ -240,6 +246,16 @@ impl StorageFile for FsFile {
         // SAFETY: posix_fadvise only reads its arguments; the descriptor is open for as long as `self`.
         let rc = unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, len, libc::POSIX_FADV_DONTNEED) };
         if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
+    }
+
+    fn start_writeback(&self, pos: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Ok(pos), Ok(len)) = (libc::off64_t::try_from(pos), libc::off64_t::try_from(len)) else {
+            return Ok(());
+        };
+        // SAFETY: sync_file_range only reads its arguments; the descriptor is open for as long as `self`.
+        let rc = unsafe { libc::sync_file_range(self.file.as_raw_fd(), pos, len, libc::SYNC_FILE_RANGE_WRITE) };
+        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

@@ -50,9 +50,11 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     pub durability: Durability,
     /// After each flush job, ask the OS to drop the page cache of each synced segment's bytes more than this
-    /// far behind its end (`None`: keep everything cached, as Kafka does). Bounds the page cache a partition
-    /// holds, at the price of disk reads for consumers further behind; see docs/PERFORMANCE.md for why it
-    /// speeds up writes on hosts where fresh memory is slow to touch.
+    /// far behind its end; under `Durability::Os`, where no flush job runs, start the kernel's writeback of
+    /// those bytes as the segment grows and drop them a step later (`None`: keep everything cached, as Kafka
+    /// does). Bounds the page cache a partition holds, at the price of disk reads for consumers further
+    /// behind; see docs/PERFORMANCE.md for why it speeds up writes on hosts where fresh memory is slow to
+    /// touch.
     pub cache_window_bytes: Option<u64>,
 }
 

@@ -51,7 +51,13 @@ pub struct Log {
     pub(crate) flush: Arc<FlushShared>,
     /// The recovery point that the checkpoint file on disk claims, if there is one.
     pub(crate) checkpointed_recovery_point: Option<u64>,
+    /// Under `Durability::Os` with a cache window: the active segment (by base offset) and the position up to
+    /// which its writeback was started (`write_behind`).
+    pub(crate) written_behind: (u64, u64),
 }
+
+/// Under `Durability::Os` with a cache window, writeback is started in steps of this many bytes.
+const WRITE_BEHIND_STEP_BYTES: u64 = 8 << 20;
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -170,11 +176,40 @@ impl Log {
         self.roll_if_needed(header.size() as u64, header.last_offset(), now_ms)?;
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(head, rest, header, interval, now_ms)?;
+        if self.config.durability == Durability::Os
+            && let Some(window) = self.config.cache_window_bytes
+        {
+            self.write_behind(window);
+        }
         let end = self.end_offset();
         assert_eq!(end, header.next_offset(), "the log end must follow the appended batch");
         assert!(end > base_offset, "offsets strictly increase");
         assert!(self.flushed_offset <= end && self.log_start_offset <= end);
         Ok(AppendInfo { base_offset, last_offset: header.last_offset(), max_timestamp: header.max_timestamp })
+    }
+
+    /// The cache window under `Durability::Os`, where no flush job runs: once the active segment has grown a
+    /// step past the window, starts the kernel's writeback of the bytes more than the window behind its end
+    /// (without waiting), and drops the cached pages up to where the previous step started writeback, which
+    /// a step's worth of appends has given the kernel time to write. Pages still dirty are not dropped, and
+    /// nothing is claimed durable: the policy's guarantee is unchanged. Failures are hints lost, only logged.
+    fn write_behind(&mut self, window: u64) {
+        let active = self.active();
+        let (base, started) = match self.written_behind {
+            (base, started) if base == active.base_offset() => (base, started),
+            _ => (active.base_offset(), 0),
+        };
+        let target = active.size_bytes().saturating_sub(window);
+        if target < started + WRITE_BEHIND_STEP_BYTES {
+            self.written_behind = (base, started);
+            return;
+        }
+        let file = active.log_file();
+        let hinted = file.start_writeback(started, target - started).and_then(|()| file.release_cache(started));
+        if let Err(e) = hinted {
+            tracing::debug!(path = %active.log_path().display(), error = %e, "write-behind hint failed");
+        }
+        self.written_behind = (base, target);
     }
 
     /// Rolls before an append of `batch_bytes` ending at `last_offset` if the active segment is full by size,

@@ -76,6 +76,7 @@ impl Log {
             segments_created: 0,
             flush: FlushShared::new(0),
             checkpointed_recovery_point: checkpoint.map(|c| c.recovery_point),
+            written_behind: (0, 0),
         };
         let mut report = RecoveryReport {
             scanned_bytes: 0,

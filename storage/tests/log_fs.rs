@@ -140,3 +140,33 @@ fn dropping_cached_pages_behind_the_window_keeps_every_byte_readable() {
     log.close().unwrap();
     check(&open_fs(temp.path(), config));
 }
+
+#[test]
+fn write_behind_under_the_os_policy_keeps_every_byte_readable() {
+    let temp = tempfile::tempdir().unwrap();
+    // Under `os` the window starts writeback and drops pages in 8 MiB steps as the active segment grows.
+    let config = LogConfig {
+        durability: rill_storage::Durability::Os,
+        cache_window_bytes: Some(1 << 20),
+        ..small_config(1 << 30)
+    };
+    let mut log = open_fs(temp.path(), config.clone());
+    let mut written = Vec::new();
+    for i in 0..800 {
+        let input = batch_with(16, i, i as u64, 1024);
+        let appended = log.append(&input, 1, 0).unwrap();
+        written.push((appended.base_offset, input));
+    }
+    assert_eq!(log.segment_bases().len(), 1, "one segment, grown well past the window and a step");
+    let check = |log: &Log| {
+        let batches = read_all(log, 0);
+        assert_eq!(batches.len(), written.len());
+        for ((offset, bytes), (base, input)) in batches.iter().zip(&written) {
+            assert_eq!(offset, base);
+            assert_eq!(&bytes[..], &stamped(input, *base, 1)[..], "batch at {base} reads back intact");
+        }
+    };
+    check(&log);
+    log.close().unwrap();
+    check(&open_fs(temp.path(), config));
+}
