@@ -250,7 +250,7 @@ impl Consumer {
                 group.consumed.remove(tp);
                 group.committed.remove(tp);
             }
-            self.pending.retain(|r| !revoked.contains(&TopicPartition::new(r.topic.clone(), r.partition)));
+            self.pending.retain(|r| !revoked.iter().any(|tp| *tp.topic == *r.topic && tp.partition == r.partition));
             if !added.is_empty() {
                 let member = Some((latest.member_id.as_str(), latest.generation));
                 let committed = match group.membership.client.fetch_offsets(&added, member).await {
@@ -298,8 +298,13 @@ impl Consumer {
     /// Records that `records` were handed to the caller.
     fn note_consumed(&mut self, records: &[ConsumerRecord]) {
         if let Some(group) = self.group.as_mut() {
-            for r in records {
-                group.consumed.insert(TopicPartition::new(r.topic.clone(), r.partition), r.offset + 1);
+            // Records come in runs of one partition: note each run's last offset once.
+            for (i, r) in records.iter().enumerate() {
+                let run_continues =
+                    records.get(i + 1).is_some_and(|next| next.partition == r.partition && next.topic == r.topic);
+                if !run_continues {
+                    group.consumed.insert(TopicPartition::new(r.topic.to_string(), r.partition), r.offset + 1);
+                }
             }
         }
     }
@@ -331,7 +336,9 @@ impl Consumer {
             positions.insert(tp, position);
         }
         self.positions = positions;
-        self.pending.retain(|r| self.positions.contains_key(&TopicPartition::new(r.topic.clone(), r.partition)));
+        let assigned: std::collections::HashSet<(&str, u32)> =
+            self.positions.keys().map(|tp| (tp.topic.as_str(), tp.partition)).collect();
+        self.pending.retain(|r| assigned.contains(&(&*r.topic, r.partition)));
         Ok(())
     }
 
@@ -370,7 +377,7 @@ impl Consumer {
             .get_mut(tp)
             .ok_or_else(|| Error::NotAssigned { topic: tp.topic.clone(), partition: tp.partition })?;
         *position = Some(offset);
-        self.pending.retain(|r| r.topic != tp.topic || r.partition != tp.partition);
+        self.pending.retain(|r| *r.topic != *tp.topic || r.partition != tp.partition);
         // In a group, the next commit records the new position, as if everything before it was handed out.
         if let Some(group) = self.group.as_mut() {
             group.consumed.insert(tp.clone(), offset);
@@ -701,8 +708,9 @@ impl Consumer {
             source,
         })?;
         let next = decoded.last().map(|r| r.offset + 1);
+        let topic: Arc<str> = Arc::from(tp.topic.as_str());
         out.extend(decoded.into_iter().filter(|r| r.offset >= position).map(|r| ConsumerRecord {
-            topic: tp.topic.clone(),
+            topic: topic.clone(),
             partition: tp.partition,
             offset: r.offset,
             timestamp_ms: r.timestamp_ms,

@@ -109,7 +109,8 @@ pub struct RecordMetadata {
 /// A record read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
-    pub topic: String,
+    /// Shared by every record of a fetch from one partition.
+    pub topic: Arc<str>,
     pub partition: u32,
     pub offset: u64,
     pub timestamp_ms: i64,

@@ -74,7 +74,7 @@ async fn consume_in_group(client: ClientConfig, args: &ConsumeArgs, group: &str)
         let mut unprinted: BTreeMap<TopicPartition, u64> = BTreeMap::new();
         for record in records {
             if remaining == 0 || output.is_err() {
-                let tp = TopicPartition::new(record.topic.clone(), record.partition);
+                let tp = TopicPartition::new(record.topic.to_string(), record.partition);
                 unprinted.entry(tp).or_insert(record.offset);
                 continue;
             }
@@ -144,7 +144,7 @@ async fn copy_records(
         let records = consumer.poll(Duration::from_millis(POLL_MS)).await?;
         for record in records {
             let end =
-                ends.as_ref().and_then(|ends| ends.get(&TopicPartition::new(record.topic.clone(), record.partition)));
+                ends.as_ref().and_then(|ends| ends.get(&TopicPartition::new(record.topic.to_string(), record.partition)));
             if end.is_some_and(|end| record.offset >= *end) {
                 continue;
             }
