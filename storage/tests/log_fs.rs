@@ -114,59 +114,51 @@ fn reopening_without_close_while_old_reads_are_alive_cuts_the_tail_without_touch
     assert_eq!(&held.records[..], &held_copy[..], "the old reader's bytes are intact");
 }
 
-#[test]
-fn dropping_cached_pages_behind_the_window_keeps_every_byte_readable() {
+/// Appends `count` batches (flushing after each if `flush`), then checks that every batch reads back intact
+/// from the log, and again after closing and reopening it: the page-cache window only drops cached copies.
+fn append_and_read_back(config: LogConfig, count: i64, records: usize, value_bytes: usize, flush: bool) -> usize {
     let temp = tempfile::tempdir().unwrap();
-    // Window 0: every flush asks the kernel to drop all cached pages of the synced segments, sealed and active.
-    let config = LogConfig { cache_window_bytes: Some(0), ..small_config(64 * 1024) };
     let mut log = open_fs(temp.path(), config.clone());
     let mut written = Vec::new();
-    for i in 0..40 {
-        let input = batch_with(4, i, i as u64, 4096);
+    for i in 0..count {
+        let input = batch_with(records, i, i as u64, value_bytes);
         let appended = log.append(&input, 3, 0).unwrap();
-        log.flush().unwrap();
+        if flush {
+            log.flush().unwrap();
+        }
         written.push((appended.base_offset, input));
     }
-    assert!(log.segment_bases().len() > 2, "the batches span several segments");
+    let segments = log.segment_bases().len();
     let check = |log: &Log| {
         let batches = read_all(log, 0);
         assert_eq!(batches.len(), written.len());
         for ((offset, bytes), (base, input)) in batches.iter().zip(&written) {
             assert_eq!(offset, base);
-            assert_eq!(&bytes[..], &stamped(input, *base, 3)[..], "batch at {base} reads back from disk intact");
+            assert_eq!(&bytes[..], &stamped(input, *base, 3)[..], "batch at {base} reads back intact");
         }
     };
     check(&log);
     log.close().unwrap();
     check(&open_fs(temp.path(), config));
+    segments
+}
+
+#[test]
+fn dropping_cached_pages_behind_the_window_keeps_every_byte_readable() {
+    // Window 0: every flush asks the kernel to drop all cached pages of the synced segments, sealed and active.
+    let config = LogConfig { cache_window_bytes: Some(0), ..small_config(64 * 1024) };
+    let segments = append_and_read_back(config, 40, 4, 4096, true);
+    assert!(segments > 2, "the batches span several segments");
 }
 
 #[test]
 fn write_behind_under_the_os_policy_keeps_every_byte_readable() {
-    let temp = tempfile::tempdir().unwrap();
     // Under `os` the window starts writeback and drops pages in 8 MiB steps as the active segment grows.
     let config = LogConfig {
         durability: rill_storage::Durability::Os,
         cache_window_bytes: Some(1 << 20),
         ..small_config(1 << 30)
     };
-    let mut log = open_fs(temp.path(), config.clone());
-    let mut written = Vec::new();
-    for i in 0..800 {
-        let input = batch_with(16, i, i as u64, 1024);
-        let appended = log.append(&input, 1, 0).unwrap();
-        written.push((appended.base_offset, input));
-    }
-    assert_eq!(log.segment_bases().len(), 1, "one segment, grown well past the window and a step");
-    let check = |log: &Log| {
-        let batches = read_all(log, 0);
-        assert_eq!(batches.len(), written.len());
-        for ((offset, bytes), (base, input)) in batches.iter().zip(&written) {
-            assert_eq!(offset, base);
-            assert_eq!(&bytes[..], &stamped(input, *base, 1)[..], "batch at {base} reads back intact");
-        }
-    };
-    check(&log);
-    log.close().unwrap();
-    check(&open_fs(temp.path(), config));
+    let segments = append_and_read_back(config, 800, 16, 1024, false);
+    assert_eq!(segments, 1, "one segment, grown well past the window and a step");
 }

@@ -143,8 +143,9 @@ async fn copy_records(
         }
         let records = consumer.poll(Duration::from_millis(POLL_MS)).await?;
         for record in records {
-            let end =
-                ends.as_ref().and_then(|ends| ends.get(&TopicPartition::new(record.topic.to_string(), record.partition)));
+            let end = ends
+                .as_ref()
+                .and_then(|ends| ends.get(&TopicPartition::new(record.topic.to_string(), record.partition)));
             if end.is_some_and(|end| record.offset >= *end) {
                 continue;
             }
