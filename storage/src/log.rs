@@ -194,14 +194,15 @@ impl Log {
     /// a step's worth of appends has given the kernel time to write. Pages still dirty are not dropped, and
     /// nothing is claimed durable: the policy's guarantee is unchanged. Failures are hints lost, only logged.
     fn write_behind(&mut self, window: u64) {
+        let base = self.active().base_offset();
+        if self.written_behind.0 != base {
+            // A new active segment: nothing of it is written behind yet.
+            self.written_behind = (base, 0);
+        }
+        let started = self.written_behind.1;
         let active = self.active();
-        let (base, started) = match self.written_behind {
-            (base, started) if base == active.base_offset() => (base, started),
-            _ => (active.base_offset(), 0),
-        };
         let target = active.size_bytes().saturating_sub(window);
         if target < started + WRITE_BEHIND_STEP_BYTES {
-            self.written_behind = (base, started);
             return;
         }
         let file = active.log_file();
