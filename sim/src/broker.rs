@@ -239,24 +239,7 @@ impl World {
                 continue;
             }
             shell.applied = Some(state.clone());
-            let now_ms = self.now_ms;
-            let event = if state.leader == id {
-                Event::BecomeLeader {
-                    leader_epoch: state.leader_epoch,
-                    partition_epoch: state.partition_epoch,
-                    replicas: state.replicas.clone(),
-                    isr: state.isr.clone(),
-                    now_ms,
-                }
-            } else {
-                Event::BecomeFollower {
-                    leader: state.leader,
-                    leader_epoch: state.leader_epoch,
-                    partition_epoch: state.partition_epoch,
-                    replicas: state.replicas.clone(),
-                    isr: state.isr.clone(),
-                }
-            };
+            let event = rill_broker::partition::metadata_event(&state, id, self.now_ms);
             let becomes_leader = matches!(event, Event::BecomeLeader { .. });
             let was_leader =
                 self.brokers[&id].partitions[&partition].replica.role() == rill_broker::replication::Role::Leader;

@@ -269,24 +269,7 @@ impl Partition {
 
     /// Applies this partition's metadata: leadership in a new epoch, or following another broker.
     pub fn apply_metadata(&self, state: &PartitionState, broker_id: u32, now_ms: i64) {
-        let event = if state.leader == broker_id {
-            Event::BecomeLeader {
-                leader_epoch: state.leader_epoch,
-                partition_epoch: state.partition_epoch,
-                replicas: state.replicas.clone(),
-                isr: state.isr.clone(),
-                now_ms: now_ms.max(0) as u64,
-            }
-        } else {
-            Event::BecomeFollower {
-                leader: state.leader,
-                leader_epoch: state.leader_epoch,
-                partition_epoch: state.partition_epoch,
-                replicas: state.replicas.clone(),
-                isr: state.isr.clone(),
-            }
-        };
-        self.step(event);
+        self.step(metadata_event(state, broker_id, now_ms.max(0) as u64));
     }
 
     /// Appends validated batches as the leader, in order, stamped with the leader epoch. If any append fails,
@@ -608,5 +591,27 @@ fn describe_verdict(verdict: &Verdict, batch: &ProducerBatch) -> String {
         Verdict::TooManyProducers => format!("too many producer ids on this partition to take producer {id}"),
         Verdict::InvalidProducerFields { reason } => format!("invalid producer fields: {reason}"),
         Verdict::Append | Verdict::Duplicate { .. } => unreachable!("not a refusal"),
+    }
+}
+
+/// The replication event that applies a partition's metadata on `broker_id`: leadership in the record's
+/// epoch, or following its leader. Shared by the broker and the simulator, which drive the same core.
+pub fn metadata_event(state: &PartitionState, broker_id: u32, now_ms: u64) -> Event {
+    if state.leader == broker_id {
+        Event::BecomeLeader {
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            replicas: state.replicas.clone(),
+            isr: state.isr.clone(),
+            now_ms,
+        }
+    } else {
+        Event::BecomeFollower {
+            leader: state.leader,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            replicas: state.replicas.clone(),
+            isr: state.isr.clone(),
+        }
     }
 }
