@@ -41,6 +41,9 @@ seq 1 3000 | sed 's/^/before-/' > "$work/before.txt"
 "$rill" --bootstrap "$bootstrap" produce ci < "$work/before.txt"
 "$rill" --bootstrap "$bootstrap" consume ci --from-beginning --max-messages 3000 > "$work/read1.txt"
 [ "$(sort "$work/read1.txt")" = "$(sort "$work/before.txt")" ] || { echo "error: first read differs"; exit 1; }
+# Kafka clients reach the same records through each node's published Kafka port (kcat: .ci/kafka-clients.sh).
+kcat -b 127.0.0.1:9093,127.0.0.1:9094,127.0.0.1:9095 -C -t ci -o beginning -e -q > "$work/kcat1.txt"
+[ "$(sort "$work/kcat1.txt")" = "$(sort "$work/before.txt")" ] || { echo "error: kcat read differs"; exit 1; }
 
 leader=$("$rill" --bootstrap "$bootstrap" topic describe ci --format json \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["partitions"][0]["leader"])')

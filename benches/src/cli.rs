@@ -2,7 +2,7 @@
 //! `settings.rs` can tell a flag the user typed (which wins) from one a preset or the default supplies.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use rill_client::DEFAULT_BOOTSTRAP;
+use rill_client::{Compression, DEFAULT_BOOTSTRAP};
 
 /// Load generator and latency meter for a running Rill cluster.
 #[derive(Debug, Parser)]
@@ -42,6 +42,18 @@ pub struct RunOptions {
     /// Brokers to contact first [default: 127.0.0.1:9400].
     #[arg(long, global = true, env = "RILL_BOOTSTRAP", value_name = "HOST:PORT[,HOST:PORT...]")]
     pub bootstrap: Option<String>,
+
+    /// PEM CA bundle to verify TLS brokers against; any `--tls-*` option turns TLS on.
+    #[arg(long, global = true, env = "RILL_TLS_CA", value_name = "PEM")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// PEM client certificate, for brokers that ask for one.
+    #[arg(long, global = true, env = "RILL_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, global = true, env = "RILL_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<std::path::PathBuf>,
 
     /// A standard run; see the list below. Flags given explicitly override its values.
     #[arg(long, global = true, value_enum)]
@@ -103,6 +115,11 @@ pub struct RunOptions {
     /// --acks all, else off].
     #[arg(long, global = true, value_enum)]
     pub idempotence: Option<OnOff>,
+
+    /// Codec producers compress batches with: none, gzip, snappy, lz4 or zstd [default: none]. Every record
+    /// of a run carries the same value, so the ratio is far better than real data gives.
+    #[arg(long, global = true)]
+    pub compression: Option<Compression>,
 
     /// Total send rate across producers in messages/s, open loop (latency counts from the scheduled send
     /// time); 0 sends as fast as acknowledgements and buffers allow [default: 0].

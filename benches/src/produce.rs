@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use rill_client::{ClientConfig, Producer, ProducerConfig, ProducerRecord};
+use rill_client::{ClientConfig, Compression, Producer, ProducerConfig, ProducerRecord};
 
 use crate::inflight::InFlight;
 use crate::payload::{KeyGenerator, RunClock, stamped};
@@ -55,8 +55,9 @@ pub fn producer_config(
     linger_ms: Option<u64>,
     acks: rill_client::Acks,
     idempotence: bool,
+    compression: Compression,
 ) -> anyhow::Result<ProducerConfig> {
-    let mut config = ProducerConfig { acks, idempotence, ..ProducerConfig::default() };
+    let mut config = ProducerConfig { acks, idempotence, compression, ..ProducerConfig::default() };
     if let Some(batch) = batch_bytes {
         config.batch_bytes_max = batch;
         config.request_bytes_max = REQUEST_BYTES_DEFAULT.max(batch);
@@ -161,23 +162,25 @@ mod tests {
 
     #[test]
     fn large_batches_raise_the_request_and_buffer_limits() {
-        let config = producer_config(Some(8 << 20), Some(20), rill_client::Acks::Leader, false).unwrap();
+        let config =
+            producer_config(Some(8 << 20), Some(20), rill_client::Acks::Leader, false, Compression::Lz4).unwrap();
         assert_eq!(config.batch_bytes_max, 8 << 20);
         assert!(config.request_bytes_max >= 8 << 20);
         assert!(config.buffer_bytes_max >= 64 << 20);
         assert_eq!(config.linger_ms, 20);
         assert_eq!(config.acks, rill_client::Acks::Leader);
+        assert_eq!(config.compression, Compression::Lz4);
     }
 
     #[test]
     fn client_defaults_stay_when_nothing_is_asked() {
-        let config = producer_config(None, None, rill_client::Acks::All, true).unwrap();
+        let config = producer_config(None, None, rill_client::Acks::All, true, Compression::None).unwrap();
         let default = ProducerConfig::default();
         assert_eq!((config.batch_bytes_max, config.linger_ms), (default.batch_bytes_max, default.linger_ms));
     }
 
     #[test]
     fn a_tiny_batch_is_refused() {
-        assert!(producer_config(Some(10), None, rill_client::Acks::All, true).is_err());
+        assert!(producer_config(Some(10), None, rill_client::Acks::All, true, Compression::None).is_err());
     }
 }

@@ -26,7 +26,10 @@ use crate::topic::BenchTopic;
 ///
 /// When the cluster cannot be reached, the topic cannot be prepared, or a worker fails.
 pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
-    let client = rill_client::ClientConfig::new(&settings.bootstrap).context("--bootstrap")?;
+    let client = rill_client::ClientConfig {
+        tls: settings.tls.clone(),
+        ..rill_client::ClientConfig::new(&settings.bootstrap).context("--bootstrap")?
+    };
     let topic = BenchTopic::prepare(&client, settings).await?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_ctrl_c(Arc::clone(&interrupted)));
@@ -66,7 +69,13 @@ impl Run<'_> {
 
     async fn produce(&self) -> anyhow::Result<Report> {
         let settings = self.settings;
-        let config = producer_config(settings.batch_bytes, settings.linger_ms, settings.acks, settings.idempotence)?;
+        let config = producer_config(
+            settings.batch_bytes,
+            settings.linger_ms,
+            settings.acks,
+            settings.idempotence,
+            settings.compression,
+        )?;
         let producers = connect_producers(self.client, &config, settings.producers).await?;
         let start = Instant::now();
         let collector = Collector::new(start + settings.warmup);
@@ -108,7 +117,13 @@ impl Run<'_> {
         let clock = RunClock::start();
         // Consumers sit at the log end before the first record is sent, so they see every one of this run.
         let consumers = self.position_consumers(StartAt::End).await?;
-        let config = producer_config(settings.batch_bytes, settings.linger_ms, settings.acks, settings.idempotence)?;
+        let config = producer_config(
+            settings.batch_bytes,
+            settings.linger_ms,
+            settings.acks,
+            settings.idempotence,
+            settings.compression,
+        )?;
         let producers = connect_producers(self.client, &config, settings.producers).await?;
         let start = Instant::now();
         let collector = Collector::new(start + settings.warmup);
@@ -202,7 +217,8 @@ impl Run<'_> {
             return Ok(());
         }
         // Leader acknowledgement: the fill is setup, not measured, and needs no more than the log append.
-        let config = producer_config(settings.batch_bytes, settings.linger_ms, Acks::Leader, false)?;
+        let config =
+            producer_config(settings.batch_bytes, settings.linger_ms, Acks::Leader, false, settings.compression)?;
         let producers = connect_producers(self.client, &config, settings.producers).await?;
         let started = Instant::now();
         // Nothing of the fill is measured: its collector starts measuring a year from now.

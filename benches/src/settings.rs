@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rill_client::Acks;
+use rill_client::{Acks, Compression};
 
 use crate::cli::{AcksArg, BOOTSTRAP_DEFAULT, KeyDistribution, OnOff, PresetName, RunOptions, ScenarioCommand};
 use crate::payload::STAMP_BYTES;
@@ -80,6 +80,8 @@ pub struct Settings {
     pub scenario: Scenario,
     pub preset: Option<PresetName>,
     pub bootstrap: String,
+    /// TLS towards the brokers; `None` for plaintext.
+    pub tls: Option<rill_client::TlsConfig>,
     pub topic: String,
     pub partitions: u32,
     pub replication_factor: Option<u32>,
@@ -94,6 +96,7 @@ pub struct Settings {
     pub acks: Acks,
     /// Idempotent producers (exactly-once appends); needs acks=all.
     pub idempotence: bool,
+    pub compression: Compression,
     /// Messages/s across all producers; 0 is closed loop, as fast as the client accepts records.
     pub rate: u64,
     pub key_distribution: KeyDistribution,
@@ -187,6 +190,10 @@ impl Settings {
             scenario,
             preset: cli.preset,
             bootstrap: cli.bootstrap.unwrap_or_else(|| BOOTSTRAP_DEFAULT.to_owned()),
+            tls: {
+                let tls = rill_client::TlsConfig { ca: cli.tls_ca, cert: cli.tls_cert, key: cli.tls_key };
+                (tls != rill_client::TlsConfig::default()).then_some(tls)
+            },
             topic: cli.topic.or(preset.topic).unwrap_or_else(|| TOPIC_DEFAULT.to_owned()),
             partitions: cli.partitions.or(preset.partitions).unwrap_or(1),
             replication_factor: cli.replication_factor.or(preset.replication_factor),
@@ -203,6 +210,7 @@ impl Settings {
                 Some(choice) => choice == OnOff::On,
                 None => acks == Acks::All,
             },
+            compression: cli.compression.or(preset.compression).unwrap_or_default(),
             rate: pick(cli.rate, preset.rate).unwrap_or(0),
             key_distribution: cli.key_distribution.or(preset.key_distribution).unwrap_or(KeyDistribution::None),
             backlog_bytes: pick(cli.backlog_bytes, preset.backlog_bytes).unwrap_or(0),
@@ -358,6 +366,15 @@ mod tests {
         assert!(!resolve(&["produce", "--acks", "leader"]).unwrap().idempotence);
         let error = resolve(&["produce", "--acks", "leader", "--idempotence", "on"]).unwrap_err().to_string();
         assert!(error.contains("idempotence"), "{error}");
+    }
+
+    #[test]
+    fn compression_defaults_to_none_and_takes_each_codec() {
+        assert_eq!(resolve(&["produce"]).unwrap().compression, Compression::None);
+        for codec in Compression::ALL {
+            assert_eq!(resolve(&["e2e", "--compression", codec.name()]).unwrap().compression, codec);
+        }
+        assert!(resolve(&["produce", "--compression", "brotli"]).is_err());
     }
 
     #[test]

@@ -36,6 +36,8 @@ impl Broker {
         let address = format!("127.0.0.1:{port}");
         let child = Command::new(&binary)
             .args(["--data-dir", data.path().to_str().expect("utf-8 path"), "--listen", &address, "--log", "warn"])
+            // No Kafka listener: other tests' brokers may hold its default port.
+            .args(["--kafka-listen", "none"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

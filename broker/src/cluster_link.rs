@@ -1,6 +1,6 @@
 //! How this broker reaches the rest of the cluster: replica fetches to partition leaders and requests to the
 //! active controller, over gRPC (one lazily connected HTTP/2 channel per peer address, with keepalive and a
-//! deadline on every call). A controller request is served in-process when this node is the active
+//! deadline on every call; over TLS when the broker has it, `security::tls::peer_channel`). A controller request is served in-process when this node is the active
 //! controller and forwarded to it otherwise, retrying while the quorum elects one or leadership moves.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,32 +12,28 @@ use std::time::Duration;
 use rill_proto::v1::controller_client::ControllerClient;
 use rill_proto::v1::replication_client::ReplicationClient;
 use rill_proto::v1::{
-    AlterPartitionErrorCode, AlterPartitionRequest, BrokerHeartbeatRequest, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, ErrorCode, InitProducerIdRequest, InitProducerIdResponse,
-    RegisterBrokerRequest, ReplicaFetchRequest, ReplicaFetchResponse,
+    AlterPartitionErrorCode, AlterPartitionRequest, AlterSecurityRequest, AlterSecurityResponse,
+    BrokerHeartbeatRequest, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    ErrorCode, InitProducerIdRequest, InitProducerIdResponse, RegisterBrokerRequest, ReplicaFetchRequest,
+    ReplicaFetchResponse,
 };
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::clock::{monotonic_ms, now_ms};
 use crate::limits::{
     CONTROLLER_REQUEST_TIMEOUT_MS, CONTROLLER_RETRY_BACKOFF_MS, PEER_CONNECT_TIMEOUT_MS, PEER_KEEPALIVE_INTERVAL_MS,
     PEER_KEEPALIVE_TIMEOUT_MS, REPLICA_FETCH_TIMEOUT_MS, REPLICA_FETCH_WAIT_MS,
 };
 use crate::metadata::{Controller, ControllerError, HeartbeatReply, MetadataState};
 use crate::replication::{AcceptedIsr, AlterPartitionError};
-use crate::service::now_ms;
+use crate::security::tls::{Tls, peer_channel};
 
 /// The answer of one attempt at a controller request.
 enum Attempt<T> {
     Done(T),
     /// Not the active controller, or no answer: try again (at whichever node leads by then).
     Retry(String),
-}
-
-/// Milliseconds on a monotonic clock (since the first call): leases must not move with the wall clock.
-pub fn monotonic_ms() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
 }
 
 pub struct ClusterLink {
@@ -51,11 +47,19 @@ pub struct ClusterLink {
     voters: BTreeMap<u32, String>,
     /// By peer address, so a broker that re-registers at a new address gets a new channel.
     channels: Mutex<HashMap<String, Channel>>,
+    /// TLS towards peers; `None` dials them in plaintext.
+    tls: Option<Arc<Tls>>,
 }
 
 impl ClusterLink {
-    pub fn new(node_id: u32, controller: Arc<Controller>, voters: BTreeMap<u32, String>) -> Self {
+    pub fn new(
+        node_id: u32,
+        controller: Arc<Controller>,
+        voters: BTreeMap<u32, String>,
+        tls: Option<Arc<Tls>>,
+    ) -> Self {
         ClusterLink {
+            tls,
             node_id,
             broker_epoch: AtomicU64::new(0),
             lease_until_ms: AtomicU64::new(0),
@@ -104,8 +108,8 @@ impl ClusterLink {
             .tcp_nodelay(true)
             // Replication fetch answers carry up to megabytes of batches: let the leader send them in 1 MiB
             // frames, as clients may (crate::server).
-            .max_frame_size(crate::server::HTTP2_FRAME_BYTES_MAX);
-        let channel = endpoint.connect_lazy();
+            .max_frame_size(crate::limits::HTTP2_FRAME_BYTES_MAX);
+        let channel = peer_channel(endpoint, self.tls.as_ref());
         channels.insert(address.to_string(), channel.clone());
         Ok(channel)
     }
@@ -195,17 +199,23 @@ impl ClusterLink {
         Err(format!("{what}: no answer from the active controller ({last})"))
     }
 
-    /// Registers this broker and keeps its new broker epoch.
-    pub async fn register(&self, address: &str) -> Result<u64, String> {
+    /// Registers this broker, with its Kafka listener's address if it runs one, and keeps its new broker epoch.
+    pub async fn register(&self, address: &str, kafka_address: Option<&str>) -> Result<u64, String> {
         let epoch = self
             .with_controller("register", |remote| async move {
                 match remote {
-                    None => match self.controller.register_broker(self.node_id, address, now_ms()).await {
-                        Ok(epoch) => Attempt::Done(epoch),
-                        Err(e) => Attempt::Retry(e.to_string()),
-                    },
+                    None => {
+                        match self.controller.register_broker(self.node_id, address, kafka_address, now_ms()).await {
+                            Ok(epoch) => Attempt::Done(epoch),
+                            Err(e) => Attempt::Retry(e.to_string()),
+                        }
+                    }
                     Some(mut client) => {
-                        let request = RegisterBrokerRequest { broker_id: self.node_id, address: address.to_string() };
+                        let request = RegisterBrokerRequest {
+                            broker_id: self.node_id,
+                            address: address.to_string(),
+                            kafka_address: kafka_address.unwrap_or_default().to_string(),
+                        };
                         match client.register_broker(request).await {
                             Ok(r) if r.get_ref().error.is_none() => Attempt::Done(r.into_inner().broker_epoch),
                             Ok(r) => Attempt::Retry(format!("{:?}", r.into_inner().error)),
@@ -342,6 +352,16 @@ impl ClusterLink {
         .await
     }
 
+    /// Forwards a user or ACL change to the active controller (another node).
+    pub async fn forward_alter_security(&self, request: AlterSecurityRequest) -> Result<AlterSecurityResponse, String> {
+        self.forward(
+            "alter security",
+            request,
+            |mut client, request| async move { client.alter_security(request).await },
+        )
+        .await
+    }
+
     /// Sends a request to the active controller, again wherever it moved if the answer says `NOT_CONTROLLER`.
     async fn forward<Req, Resp, F, Fut>(&self, what: &str, request: Req, call: F) -> Result<Resp, String>
     where
@@ -371,6 +391,12 @@ trait ControllerAnswer {
 }
 
 impl ControllerAnswer for InitProducerIdResponse {
+    fn moved(&self) -> bool {
+        is_not_controller(&self.error)
+    }
+}
+
+impl ControllerAnswer for AlterSecurityResponse {
     fn moved(&self) -> bool {
         is_not_controller(&self.error)
     }

@@ -67,6 +67,17 @@ pub const CONTROLLER_REQUEST_TIMEOUT_MS: u64 = 10_000;
 pub const CONTROLLER_RETRY_BACKOFF_MS: u64 = 100;
 /// How long a client request waits for a starting broker to join the cluster before it is refused.
 pub const STARTUP_WAIT_MS: u64 = 10_000;
+/// How long a topic change waits for this broker's partitions to reflect it before answering anyway, so a
+/// client that creates a topic can usually produce to it at once.
+pub const TOPIC_CHANGE_APPLY_WAIT_MS: u64 = 10_000;
+/// How long an idempotent batch that arrived ahead of its predecessor waits for it before the partition
+/// answers `OUT_OF_ORDER_SEQUENCE`. A producer pipelines up to 5 batches per partition; their requests travel
+/// as concurrent HTTP/2 streams, so one can overtake another by a few milliseconds. A predecessor lost in
+/// transport is retried by the client after its backoff, well within this bound.
+pub const SEQUENCE_GAP_WAIT_MS: u64 = 2_000;
+/// Largest HTTP/2 DATA frame clients and peers may send (SETTINGS_MAX_FRAME_SIZE; the protocol's default is
+/// 16 KiB): a 1 MiB produce request then crosses in one frame instead of 64, with one frame's bookkeeping.
+pub const HTTP2_FRAME_BYTES_MAX: u32 = 1 << 20;
 /// Batches remembered per producer for deduplication. A producer has at most this many batches in flight
 /// per partition (Kafka's cap on `max.in.flight.requests.per.connection` with idempotence, which Rill's
 /// client, with one in flight, stays well under), so any retry is one of its last this many batches.
@@ -92,6 +103,8 @@ pub const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: u32 = 3;
 /// Segment size of `__consumer_offsets`: without compaction a coordinator reads its whole partition back
 /// after a leadership change, so segments stay small to keep retention and reads cheap.
 pub const OFFSETS_TOPIC_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// How long FindCoordinator waits for a new `__consumer_offsets` topic to appear in this node's metadata.
+pub const OFFSETS_TOPIC_CREATE_WAIT_MS: u64 = 10_000;
 /// Longest group id (Kafka sets none; this keeps records and log lines bounded).
 pub const GROUP_ID_BYTES_MAX: usize = 255;
 /// Longest client id a member may give.
@@ -117,3 +130,109 @@ pub const GROUP_LOAD_WAIT_MS: u64 = 30_000;
 const _: () = assert!(GROUP_SESSION_TIMEOUT_MS_MIN <= GROUP_SESSION_TIMEOUT_MS_DEFAULT);
 const _: () = assert!(GROUP_SESSION_TIMEOUT_MS_DEFAULT <= GROUP_SESSION_TIMEOUT_MS_MAX);
 const _: () = assert!(GROUP_TICK_MS * 5 <= GROUP_SESSION_TIMEOUT_MS_MIN);
+
+/// Kafka listener connections open at once. At the limit the listener stops accepting until one closes, so
+/// further clients wait in the kernel's backlog (Kafka's `max.connections` does the same); each connection
+/// holds at most one request of up to `request_bytes_max` at a time, so this bounds the listener's memory.
+pub const KAFKA_CONNECTIONS_MAX: usize = 4_096;
+/// A Kafka connection that sends no complete request for this long is closed (Kafka's
+/// `connections.max.idle.ms` default). Clients reconnect on demand, so this only frees abandoned sockets.
+pub const KAFKA_CONNECTION_IDLE_MS_MAX: u64 = 600_000;
+/// Produce requests of one Kafka connection appended and waiting for their acknowledgement at once: the
+/// five in flight a Kafka producer keeps by default (librdkafka's and the Java client's
+/// `max.in.flight.requests.per.connection` with idempotence), so its pipeline stays full while each batch
+/// waits for the group-commit fsync and replication.
+pub const KAFKA_PRODUCE_PIPELINE_MAX: usize = 5;
+/// The smallest Kafka request frame: API key, API version and correlation id (2 + 2 + 4 bytes), which even a
+/// header v0 carries. A shorter frame cannot be answered, since it names no correlation id.
+pub const KAFKA_FRAME_BYTES_MIN: usize = 8;
+/// Pause after a failed accept (out of file descriptors, say) before the next, so the loop does not spin.
+pub const KAFKA_ACCEPT_BACKOFF_MS: u64 = 100;
+
+/// Kafka's `group.initial.rebalance.delay.ms` default for classic-protocol groups: when an empty group gets
+/// its first member, the coordinator waits this long (extended by each new member, up to the rebalance
+/// timeout) before forming a generation, so consumers started together land in one generation instead of
+/// rebalancing once per member.
+pub const CLASSIC_INITIAL_REBALANCE_DELAY_MS_DEFAULT: u64 = 3_000;
+/// How much longer than its rebalance timeout a parked JoinGroup or SyncGroup waits for its answer before it
+/// gives up: the coordinator's tick, every `GROUP_TICK_MS`, completes a rebalance whose deadline passed.
+pub const CLASSIC_PARKED_SLACK_MS: u64 = 5_000;
+/// The longest a classic-protocol rebalance waits for members to join again (and for them to sync after),
+/// whatever rebalance timeout (`max.poll.interval.ms`) they give. Clients that set it to hours (older Kafka
+/// Streams used `i32::MAX`) are still admitted, but one silent member cannot hold its whole group in a
+/// rebalance for longer than this.
+pub const CLASSIC_REBALANCE_TIMEOUT_MS_MAX: u64 = 600_000;
+/// Members of one classic-protocol group (Kafka's `group.max.size`, unbounded there). Far more consumers than
+/// any topic has partitions for, small enough that the leader's JoinGroup answer, which carries every member's
+/// metadata, stays a bounded size.
+pub const CLASSIC_GROUP_MEMBERS_MAX: usize = 1_000;
+/// Protocol metadata bytes one member may send, over all its protocols. A consumer's subscription with
+/// cooperative-sticky's owned partitions is about 100 KiB for 1,000 topics and 10,000 partitions, so this is
+/// generous, while the leader's answer stays within `CLASSIC_GROUP_MEMBERS_MAX` times this.
+pub const CLASSIC_MEMBER_METADATA_BYTES_MAX: usize = 1 << 20;
+const _: () = assert!(CLASSIC_INITIAL_REBALANCE_DELAY_MS_DEFAULT <= CLASSIC_REBALANCE_TIMEOUT_MS_MAX);
+
+/// Longest SCRAM user name, in bytes: names appear in every ACL and log line about the user.
+pub const USER_NAME_BYTES_MAX: usize = 256;
+
+/// Most ACLs the cluster holds: every broker keeps them all in memory and checks them on each request.
+pub const ACLS_MAX: usize = 100_000;
+
+/// How long a gRPC session token from a SCRAM login stays valid; clients log in again after it.
+pub const SESSION_TOKEN_LIFETIME_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Most keys (user names, client addresses) with recent failed logins a broker remembers.
+pub const SESSIONS_MAX: usize = 100_000;
+
+/// Most SCRAM exchanges waiting for their final message, and how long one may wait: a login is two round
+/// trips, so anything slower is abandoned.
+pub const PENDING_LOGINS_MAX: usize = 1024;
+pub const PENDING_LOGIN_MS_MAX: u64 = 30_000;
+
+/// Failed logins allowed per user name within the window, before further attempts for it are refused until
+/// the window passes: slows guessing one user's password to a few tries a minute.
+pub const FAILED_LOGINS_MAX: usize = 5;
+/// The same per client address, higher because many clients may share one address (NAT, a proxy, one host's
+/// services): slows sweeping many user names from one place.
+pub const FAILED_LOGINS_PER_ADDRESS_MAX: usize = 50;
+pub const FAILED_LOGIN_WINDOW_MS: u64 = 60_000;
+
+/// A TLS handshake (gRPC or Kafka listener) that has not finished in this long is dropped: a client that
+/// connects and sends nothing, or a plaintext client on a TLS port waiting for an answer, must not hold a
+/// connection slot. Generous for a handshake across a slow WAN link, which takes two round trips.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// After a failed TLS handshake the broker reads and drops what the client still sends for up to this long,
+/// so that its alert (why the handshake failed) is not lost to a TCP reset; the client, having read the alert,
+/// closes sooner. Short: the connection's slot is held meanwhile.
+pub const TLS_REFUSED_LINGER_MS: u64 = 1_000;
+/// Bytes read and dropped from a refused client at most (a client's first HTTP/2 frames are a few hundred).
+pub const TLS_REFUSED_DRAIN_BYTES_MAX: usize = 64 * 1024;
+/// TLS handshakes of the gRPC listener in progress at once; further connections wait in the kernel's
+/// backlog. Each costs a task and a few KiB of buffers, and the handshake timeout frees a slot held by a
+/// silent client, so this bounds what half-open connections can pin.
+pub const TLS_HANDSHAKES_MAX: usize = 1_024;
+/// Accepted gRPC connections queued for the HTTP/2 server after their handshake (a bounded channel between
+/// the accept loop and tonic).
+pub const GRPC_ACCEPTED_QUEUE_MAX: usize = 64;
+/// Pause after a failed accept on the gRPC listener before the next, as for the Kafka listener.
+pub const GRPC_ACCEPT_BACKOFF_MS: u64 = 100;
+/// How often the broker checks its certificate, key and CA files for changes by default (their modification
+/// time, size and inode), besides SIGHUP: renewed certificates are picked up within about this long, at the
+/// cost of three `stat` calls a second.
+pub const TLS_RELOAD_POLL_MS_DEFAULT: u64 = 1_000;
+/// Largest certificate, key or CA bundle file read: a CA bundle of every public root is about 200 KiB, so a
+/// larger file is a mistake (a log file named by accident), not key material.
+pub const TLS_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+const _: () = assert!(TLS_HANDSHAKE_TIMEOUT_MS <= KAFKA_CONNECTION_IDLE_MS_MAX);
+
+/// Longest a quota holds back one answer, in ms: well inside clients' request timeouts (Kafka's default is
+/// 30 s), so a throttled client waits rather than failing. A larger debt stays owed and holds the next
+/// answers too.
+pub const QUOTA_THROTTLE_MS_MAX: u64 = 10_000;
+
+/// Most quota buckets (one per key and user or client id seen) a broker keeps before it forgets the idle
+/// ones: bounds the memory of clients that come and go.
+pub const QUOTA_BUCKETS_MAX: usize = 100_000;
+
+/// Most quota entities the cluster holds: every broker keeps them in memory.
+pub const QUOTA_ENTITIES_MAX: usize = 100_000;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use rill_storage::{Backend, Log};
+use rill_storage::{Backend, Keyring, Log};
 use tokio::sync::watch;
 
 use crate::cluster_link::ClusterLink;
@@ -27,6 +27,9 @@ pub struct PartitionManager {
     topic_defaults: BTreeMap<String, String>,
     batch_bytes_max: u64,
     replica_lag_ms_max: u64,
+    /// The broker's encryption keys, given to every log (encrypted segments need them whatever the topic
+    /// says now).
+    keyring: Option<Arc<Keyring>>,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     /// Offset of the metadata the hosted partitions reflect; creators wait on it.
     applied: watch::Sender<u64>,
@@ -51,6 +54,7 @@ impl PartitionManager {
         topic_defaults: BTreeMap<String, String>,
         batch_bytes_max: u64,
         replica_lag_ms_max: u64,
+        keyring: Option<Arc<Keyring>>,
     ) -> std::io::Result<Self> {
         let topics_dir = data_dir.join("topics");
         std::fs::create_dir_all(&topics_dir)?;
@@ -62,6 +66,7 @@ impl PartitionManager {
             topic_defaults,
             batch_bytes_max,
             replica_lag_ms_max,
+            keyring,
             partitions: RwLock::new(HashMap::new()),
             applied: watch::channel(0).0,
             lease_valid: std::sync::atomic::AtomicBool::new(true),
@@ -156,11 +161,15 @@ impl PartitionManager {
         overrides: &BTreeMap<String, String>,
         now_ms: i64,
     ) -> anyhow::Result<Arc<Partition>> {
-        let config = TopicConfig::parse(overrides, &self.topic_defaults, self.batch_bytes_max)
+        let mut config = TopicConfig::parse(overrides, &self.topic_defaults, self.batch_bytes_max)
             .map_err(|e| anyhow::anyhow!("invalid stored topic config: {e}"))?;
+        config.log.keyring = self.keyring.clone();
         let dir = self.topics_dir.join(topic_dir_name(topic, topic_id)).join(index.to_string());
         let started = std::time::Instant::now();
-        let (mut log, report) = Log::open(self.backend.clone(), &dir, config.log.clone(), now_ms)?;
+        // Errors name the topic and partition; storage's name the segment and key id (a missing or wrong key
+        // fails here, before recovery could touch the files).
+        let (mut log, report) = Log::open(self.backend.clone(), &dir, config.log.clone(), now_ms)
+            .map_err(|e| anyhow::anyhow!("topic {topic} partition {index}: {e}"))?;
         // After kill -9 the recovered tail may still sit only in the page cache: make it durable before it
         // counts towards the high watermark.
         log.flush()?;

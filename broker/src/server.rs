@@ -1,7 +1,7 @@
-//! Start-up and shutdown of a broker: starts the controller quorum and the gRPC server (one port for every
-//! service), registers with the active controller, opens partitions as metadata assigns them, keeps the
-//! controller session alive (heartbeats and the lease), runs the background upkeep, and on a stop signal
-//! drains requests and closes every log cleanly.
+//! Start-up and shutdown of a broker: starts the controller quorum, the gRPC server (one port for every
+//! service) and the Kafka listener (its own port), registers with the active controller, opens partitions
+//! as metadata assigns them, reloads the TLS material when it changes, keeps the controller session alive (heartbeats and the lease), runs the
+//! background upkeep, and on a stop signal drains requests and closes every log cleanly.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,31 +13,47 @@ use rill_proto::v1::rill_server::RillServer;
 use rill_storage::FsBackend;
 use tokio::sync::watch;
 
-use crate::cluster_link::{ClusterLink, monotonic_ms};
+use crate::clock::{monotonic_ms, now_ms};
+use crate::cluster_link::ClusterLink;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
+use crate::limits::HTTP2_FRAME_BYTES_MAX;
 use crate::manager::PartitionManager;
 use crate::metadata::raft::{MetadataQuorum, QuorumConfig};
 use crate::metadata::{Controller, MetadataState, TopicPolicy};
-use crate::service::{BrokerCore, ControllerService, ReplicationService, RillService, now_ms};
+use crate::requests::BrokerCore;
+use crate::security::tls::{Tls, grpc_incoming, watch_files};
+use crate::service::{ControllerService, InterceptedService, ReplicationService, RillService};
 
 /// How often the upkeep task wakes: the finest `flush.ms` an `interval` topic gets.
 const UPKEEP_TICK_MS: u64 = 20;
-/// Largest HTTP/2 DATA frame clients may send (SETTINGS_MAX_FRAME_SIZE; the protocol's default is 16 KiB): a
-/// 1 MiB produce request then crosses in one frame instead of 64, with one frame's bookkeeping.
-pub(crate) const HTTP2_FRAME_BYTES_MAX: u32 = 1 << 20;
 
 /// Runs a broker until `stop` resolves, then shuts it down cleanly.
 pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+    // Bad TLS files stop the broker here, before it listens anywhere.
+    let tls = match &config.tls {
+        Some(settings) => Some(Tls::load(settings.clone())?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let kafka_listener = match &config.kafka {
+        Some(kafka) => Some(
+            tokio::net::TcpListener::bind(kafka.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen for Kafka clients on {}: {e}", kafka.listen))?,
+        ),
+        None => None,
+    };
+    let kafka_address = config.kafka.as_ref().map(|kafka| kafka.advertised_address.clone());
 
     let voters = config.controller_voters.iter().map(|(id, address)| (u64::from(*id), address.clone())).collect();
     let raft_dir = config.data_dir.join("metadata").join("raft");
-    let quorum = MetadataQuorum::start(u64::from(config.node_id), voters, &raft_dir, QuorumConfig::default())
+    let quorum_config = QuorumConfig { peer_tls: tls.clone(), ..QuorumConfig::default() };
+    let quorum = MetadataQuorum::start(u64::from(config.node_id), voters, &raft_dir, quorum_config)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the controller quorum in {}: {e}", raft_dir.display()))?;
     let quorum = Arc::new(quorum);
@@ -45,9 +61,11 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         defaults: config.topic_defaults.clone(),
         batch_bytes_max: config.batch_bytes_max,
         default_replication_factor: config.default_replication_factor,
+        encryption_key_loaded: config.encryption_keys.is_some(),
     };
     let controller = Arc::new(Controller::new(config.node_id, quorum.clone(), policy, config.session_timeout_ms));
-    let link = Arc::new(ClusterLink::new(config.node_id, controller.clone(), config.controller_voters.clone()));
+    let link =
+        Arc::new(ClusterLink::new(config.node_id, controller.clone(), config.controller_voters.clone(), tls.clone()));
     let partitions = Arc::new(PartitionManager::new(
         link.clone(),
         &config.data_dir,
@@ -55,6 +73,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         config.topic_defaults.clone(),
         config.batch_bytes_max,
         config.replica_lag_ms_max,
+        config.encryption_keys.clone(),
     )?);
     let groups = Arc::new(GroupCoordinator::new(
         link.clone(),
@@ -65,25 +84,32 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (ready_tx, ready) = watch::channel(false);
     let metadata = controller.subscribe();
-    let core = Arc::new(BrokerCore {
-        config: config.clone(),
-        controller: controller.clone(),
-        link: link.clone(),
-        metadata: metadata.clone(),
-        partitions: partitions.clone(),
-        groups: groups.clone(),
-        shutdown: shutdown.clone(),
+    let core = Arc::new(BrokerCore::new(
+        config.clone(),
+        controller.clone(),
+        link.clone(),
+        partitions.clone(),
+        groups.clone(),
+        shutdown.clone(),
         ready,
-    });
+    ));
 
     // The server starts first: the controller quorum elects its leader over it.
     let rill = RillServer::new(RillService::new(core.clone()))
         .max_decoding_message_size(config.request_bytes_max as usize)
         .max_encoding_message_size(usize::MAX);
-    let replication =
-        ReplicationServer::new(ReplicationService::new(core.clone())).max_encoding_message_size(usize::MAX);
-    let controller_rpc = ControllerServer::new(ControllerService::new(core.clone()));
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // The broker-to-broker services admit only callers allowed `cluster_action` (the brokers themselves).
+    let internal = || crate::service::internal_only(core.clone());
+    let replication = InterceptedService::new(
+        ReplicationServer::new(ReplicationService::new(core.clone())).max_encoding_message_size(usize::MAX),
+        internal(),
+    );
+    let controller_rpc =
+        InterceptedService::new(ControllerServer::new(ControllerService::new(core.clone())), internal());
+    let raft_rpc = InterceptedService::new(quorum.grpc_service(), internal());
+    // Every connection is accepted (and its TLS handshake run) by `grpc_incoming`, which gives each
+    // request its `PeerIdentity` in the extensions, with TLS or without.
+    let incoming = grpc_incoming(listener, tls.clone());
     let (signalled_tx, mut signalled) = watch::channel(false);
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
@@ -92,7 +118,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         .add_service(rill)
         .add_service(replication)
         .add_service(controller_rpc)
-        .add_service(quorum.grpc_service())
+        .add_service(raft_rpc)
         .serve_with_incoming_shutdown(incoming, async move {
             stop.await;
             tracing::info!("stop signal received: draining requests");
@@ -100,12 +126,19 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
             let _ = signalled_tx.send(true);
         });
     let mut server = tokio::spawn(server);
+    // Kafka requests other than ApiVersions wait for `ready`, as gRPC requests do.
+    let mut kafka =
+        kafka_listener.map(|listener| tokio::spawn(crate::kafka::serve(listener, core.clone(), tls.clone())));
+    let reload = tls.clone().map(|tls| {
+        let poll_ms = tls.config().reload_poll_ms;
+        tokio::spawn(watch_files(tls, poll_ms, shutdown.clone()))
+    });
 
     let started = std::time::Instant::now();
     let mut stopping = shutdown.clone();
     let registration_sent_ms = monotonic_ms();
     let registered = tokio::select! {
-        registered = register(&link, &config.advertised_address) => registered,
+        registered = register(&link, &config.advertised_address, kafka_address.as_deref()) => registered,
         _ = stopping.wait_for(|s| *s) => Err(anyhow::anyhow!("stopped before registering")),
     };
     let mut tasks = Vec::new();
@@ -118,6 +151,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
             tokio::task::spawn_blocking(move || opening.apply_metadata(&state, now_ms())).await?;
             tracing::info!(
                 node_id = config.node_id, broker_epoch, listen = %config.listen, advertised = %config.advertised_address,
+                kafka = kafka_address.as_deref().unwrap_or("none"),
                 voters = ?config.controller_voters, elapsed_ms = started.elapsed().as_millis() as u64, "rill broker ready"
             );
             let _ = ready_tx.send(true);
@@ -131,6 +165,12 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
             tracing::error!("{e:#}");
             // Nothing to drain: stop serving and report the failure.
             server.abort();
+            if let Some(reload) = &reload {
+                reload.abort();
+            }
+            if let Some(kafka) = &kafka {
+                kafka.abort();
+            }
             return Err(e);
         }
     }
@@ -139,11 +179,22 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         let _ = signalled.wait_for(|s| *s).await;
         tokio::time::sleep(Duration::from_millis(config.shutdown_timeout_ms)).await;
     };
+    // The gRPC server returns once drained; then the Kafka listener, which stops on the same signal.
+    let drained = async {
+        let served = (&mut server).await;
+        if let (Ok(Ok(())), Some(kafka)) = (&served, kafka.as_mut()) {
+            let _ = kafka.await;
+        }
+        served
+    };
     tokio::select! {
-        served = &mut server => served?.map_err(|e| anyhow::anyhow!("gRPC server failed: {e}"))?,
+        served = drained => served?.map_err(|e| anyhow::anyhow!("gRPC server failed: {e}"))?,
         _ = drain_limit => tracing::warn!("in-flight requests did not finish in time; closing anyway"),
     }
-    for task in tasks {
+    if let Some(kafka) = kafka {
+        kafka.abort();
+    }
+    for task in tasks.into_iter().chain(reload) {
         task.abort();
     }
     let closing = partitions.clone();
@@ -158,9 +209,9 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
 }
 
 /// Registers with the active controller, waiting while the quorum elects one.
-async fn register(link: &ClusterLink, address: &str) -> anyhow::Result<u64> {
+async fn register(link: &ClusterLink, address: &str, kafka_address: Option<&str>) -> anyhow::Result<u64> {
     loop {
-        match link.register(address).await {
+        match link.register(address, kafka_address).await {
             Ok(epoch) => return Ok(epoch),
             Err(e) => tracing::warn!("cannot register yet, retrying: {e}"),
         }
@@ -209,7 +260,8 @@ async fn keep_session(
             ),
             Ok(Ok(None)) => {
                 tracing::warn!("the controller does not know this broker's epoch: registering again");
-                match link.register(&config.advertised_address).await {
+                let kafka_address = config.kafka.as_ref().map(|kafka| kafka.advertised_address.as_str());
+                match link.register(&config.advertised_address, kafka_address).await {
                     Ok(epoch) => {
                         tracing::info!(broker_epoch = epoch, "registered again");
                         link.renew_lease(sent_ms, config.session_timeout_ms);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rill_storage::{Durability, LogConfig};
+use rill_storage::{Durability, Encryption, LogConfig};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -23,6 +23,10 @@ pub const TOPIC_KEYS: &[(&str, &str)] = &[
     ),
     ("min.insync.replicas", "in-sync replicas an acks=all write needs (default 2 with 3+ replicas, else 1)"),
     ("unclean.leader.election.enable", "elect a leader from outside the ISR, risking loss (default false)"),
+    (
+        "encryption",
+        "none | aes-256-gcm: encrypt the records of new segments at rest with the broker's active key (default none)",
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -89,6 +93,11 @@ impl TopicConfig {
             }
             None => broker_batch_bytes_max,
         };
+        let encryption = match get("encryption").unwrap_or("none") {
+            "none" => Encryption::None,
+            "aes-256-gcm" => Encryption::Aes256Gcm,
+            other => return Err(format!("encryption={other}: must be none or aes-256-gcm")),
+        };
         let log = LogConfig {
             segment_bytes_max: get("segment.bytes")
                 .map(|v| positive("segment.bytes", v, 1024))
@@ -116,6 +125,9 @@ impl TopicConfig {
                 .map(|v| optional_limit("cache.window.bytes", v))
                 .transpose()?
                 .flatten(),
+            encryption,
+            // The broker's keyring is attached where a partition is opened (`PartitionManager`).
+            keyring: None,
         };
         log.validate().map_err(|e| e.to_string())?;
         let min_insync_replicas =
@@ -160,6 +172,15 @@ mod tests {
         assert_eq!(c.log.cache_window_bytes, None, "the topic's -1 wins over the broker default");
         let err = TopicConfig::parse(&map(&[("cache.window.bytes", "-5")]), &map(&[]), 1 << 20).unwrap_err();
         assert!(err.contains("cache.window.bytes"), "{err}");
+    }
+
+    #[test]
+    fn encryption_is_none_or_aes_256_gcm() {
+        assert_eq!(TopicConfig::parse(&map(&[]), &map(&[]), 1 << 20).unwrap().log.encryption, Encryption::None);
+        let c = TopicConfig::parse(&map(&[("encryption", "aes-256-gcm")]), &map(&[]), 1 << 20).unwrap();
+        assert_eq!(c.log.encryption, Encryption::Aes256Gcm);
+        let err = TopicConfig::parse(&map(&[("encryption", "aes-128")]), &map(&[]), 1 << 20).unwrap_err();
+        assert!(err.contains("encryption=aes-128"), "{err}");
     }
 
     #[test]

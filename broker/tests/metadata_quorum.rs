@@ -27,7 +27,11 @@ fn test_config() -> QuorumConfig {
 }
 
 fn register(broker_id: u32) -> MetadataRecord {
-    MetadataRecord::RegisterBroker { broker_id, address: format!("127.0.0.1:{}", 9000 + broker_id) }
+    MetadataRecord::RegisterBroker {
+        broker_id,
+        address: format!("127.0.0.1:{}", 9000 + broker_id),
+        kafka_address: None,
+    }
 }
 
 fn create_topic(name: &str, topic_id: u64) -> MetadataRecord {

@@ -37,6 +37,9 @@ impl Node {
             self.dir.to_str().unwrap(),
             "--listen",
             &listen,
+            // No Kafka listener: the nodes would all want its default port.
+            "--kafka-listen",
+            "none",
             "--controller-voters",
             &self.voters,
             "--replica-lag-ms-max",

@@ -27,7 +27,9 @@ impl TestBroker {
     async fn start(dir: &Path, extra: &[&str]) -> TestBroker {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let mut argv = vec!["rill-broker", "--data-dir", dir.to_str().unwrap(), "--listen", &listen];
+        // No Kafka listener: tests run brokers in parallel, and they would all want its default port.
+        let mut argv =
+            vec!["rill-broker", "--data-dir", dir.to_str().unwrap(), "--listen", &listen, "--kafka-listen", "none"];
         argv.extend_from_slice(extra);
         let config = BrokerConfig::resolve(<Args as clap::Parser>::parse_from(argv)).unwrap();
         let (stop, stopped) = oneshot::channel();

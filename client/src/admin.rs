@@ -112,6 +112,8 @@ pub struct BrokerStatus {
     /// A fenced broker missed its session timeout and leads nothing until it registers again.
     pub fenced: bool,
     pub broker_epoch: u64,
+    /// Where Kafka clients reach it (`None` without a Kafka listener).
+    pub kafka_address: Option<String>,
 }
 
 /// The brokers and the controller quorum.
@@ -142,7 +144,7 @@ pub struct ClusterDescription {
 /// ```
 #[derive(Clone)]
 pub struct Admin {
-    cluster: Arc<Cluster>,
+    pub(crate) cluster: Arc<Cluster>,
 }
 
 impl Admin {
@@ -311,10 +313,19 @@ impl Admin {
                 })
             })
             .await?;
+        if let Some(e) = BrokerError::from_proto(response.error.as_ref()) {
+            return Err(Error::Broker(e));
+        }
         let mut brokers: Vec<BrokerStatus> = response
             .brokers
             .into_iter()
-            .map(|b| BrokerStatus { id: b.id, address: b.address, fenced: b.fenced, broker_epoch: b.broker_epoch })
+            .map(|b| BrokerStatus {
+                id: b.id,
+                address: b.address,
+                fenced: b.fenced,
+                broker_epoch: b.broker_epoch,
+                kafka_address: Some(b.kafka_address).filter(|a| !a.is_empty()),
+            })
             .collect();
         brokers.sort_by_key(|b| b.id);
         Ok(ClusterDescription { brokers, active_controller: response.active_controller, voters: response.voters })
@@ -482,7 +493,7 @@ impl Admin {
 
     /// Runs `attempt` until it succeeds, fails for good, or the request timeout has passed; a broker that is
     /// restarting or an election in progress should not fail an admin command.
-    async fn retrying<T, F, Fut>(&self, attempt: F) -> Result<T>
+    pub(crate) async fn retrying<T, F, Fut>(&self, attempt: F) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T>>,

@@ -10,8 +10,13 @@ use rill_proto::v1::rill_client::RillClient;
 use rill_proto::v1::{InitProducerIdRequest, MetadataRequest, MetadataResponse};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::config::ClientConfig;
+use base64::Engine;
+use rill_proto::scram;
+use rill_proto::v1::AuthenticateRequest;
+
+use crate::config::{ClientConfig, SaslConfig};
 use crate::error::{BrokerError, Error, ErrorCode, Result};
+use crate::tls::Diagnoses;
 use crate::types::TopicPartition;
 
 /// Largest gRPC message the client accepts. A fetch asks for less, but the broker always returns at least one
@@ -80,6 +85,15 @@ pub(crate) struct Cluster {
     metadata: RwLock<Arc<Metadata>>,
     /// Serialises refreshes so that a burst of NOT_LEADER answers causes one Metadata call, not one each.
     refresh_lock: tokio::sync::Mutex<()>,
+    /// The TLS client configuration, read once from `config.tls`; `None` for plaintext.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Why connections to an address failed, as the connectors could tell (TLS mismatches).
+    diagnoses: Diagnoses,
+    /// The session token of the SCRAM login, sent with every request (`authorization: Bearer TOKEN`);
+    /// good on every broker of the cluster.
+    token: RwLock<Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>>,
+    /// `config.client_id` as request metadata (`rill-client-id`), checked once.
+    client_id: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl Cluster {
@@ -88,12 +102,26 @@ impl Cluster {
         if config.bootstrap.is_empty() {
             return Err(Error::Config("the bootstrap list is empty".into()));
         }
+        let tls = config.tls.as_ref().map(|tls| tls.client_config()).transpose()?;
+        let client_id = config
+            .client_id
+            .as_deref()
+            .map(|id| id.parse().map_err(|_| Error::Config(format!("client id '{id}' is not printable ASCII"))))
+            .transpose()?;
         let cluster = Arc::new(Cluster {
+            client_id,
+            tls,
+            diagnoses: Diagnoses::default(),
             config,
             channels: Mutex::new(HashMap::new()),
             metadata: RwLock::new(Arc::new(Metadata::default())),
             refresh_lock: tokio::sync::Mutex::new(()),
+            token: RwLock::new(None),
         });
+        if let Some(sasl) = cluster.config.sasl.clone() {
+            let token = cluster.login(&sasl).await?;
+            keep_logged_in(Arc::downgrade(&cluster), sasl, relogin_in(&token, now_ms()));
+        }
         cluster.refresh(&[]).await?;
         Ok(cluster)
     }
@@ -114,7 +142,8 @@ impl Cluster {
         let channel = match channels.get(address) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = self.endpoint(address)?.connect_lazy();
+                let channel =
+                    crate::tls::channel(self.endpoint(address)?, address, self.tls.clone(), self.diagnoses.clone());
                 channels.insert(address.to_owned(), channel.clone());
                 channel
             }
@@ -161,7 +190,10 @@ impl Cluster {
             match call(client).await {
                 Ok(answer) => return Ok(answer),
                 Err(status) => {
-                    let error = Error::from_status(address, &status);
+                    let error = match self.diagnoses.of(address) {
+                        Some(message) => Error::Tls { address: address.clone(), message },
+                        None => Error::from_status(address, &status),
+                    };
                     if !error.is_retriable() {
                         return Err(error);
                     }
@@ -177,7 +209,74 @@ impl Cluster {
     pub fn request<T>(&self, message: T, extra: Duration) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(self.config.request_timeout() + extra);
+        if let Some(token) = self.token.read().expect("token lock poisoned").clone() {
+            request.metadata_mut().insert("authorization", token);
+        }
+        if let Some(client_id) = &self.client_id {
+            request.metadata_mut().insert("rill-client-id", client_id.clone());
+        }
         request
+    }
+
+    /// Logs in with SCRAM at the first broker that answers (both steps at the same broker, which holds the
+    /// exchange between them) and keeps the session token.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Broker`] with `AUTHENTICATION_FAILED` for a wrong user or password; transport errors when no
+    /// broker answers.
+    /// Returns the session token.
+    pub async fn login(&self, sasl: &SaslConfig) -> Result<String> {
+        let mechanism = sasl.mechanism.name().to_string();
+        let nonce = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 24]>());
+        let first = scram::client::first(&sasl.user, &nonce);
+        let addresses = self.any_addresses();
+        let mut last_error = String::from("no address to try");
+        for address in &addresses {
+            let mut client = self.client(address)?;
+            let request = AuthenticateRequest {
+                mechanism: mechanism.clone(),
+                exchange_id: String::new(),
+                message: first.clone(),
+            };
+            let started = match client.authenticate(self.request(request, Duration::ZERO)).await {
+                Ok(answer) => answer.into_inner(),
+                Err(status) => {
+                    let error = Error::from_status(address, &status);
+                    if !error.is_retriable() {
+                        return Err(error);
+                    }
+                    last_error = error.to_string();
+                    continue;
+                }
+            };
+            if let Some(e) = BrokerError::from_proto(started.error.as_ref()) {
+                return Err(Error::Broker(e));
+            }
+            let (last, expected) =
+                scram::client::final_message(sasl.mechanism, &sasl.user, &sasl.password, &nonce, &started.message)
+                    .map_err(|e| Error::Config(format!("the broker's SCRAM answer is malformed: {e}")))?;
+            let request =
+                AuthenticateRequest { mechanism: mechanism.clone(), exchange_id: started.exchange_id, message: last };
+            let finished = client
+                .authenticate(self.request(request, Duration::ZERO))
+                .await
+                .map_err(|status| Error::from_status(address, &status))?
+                .into_inner();
+            if let Some(e) = BrokerError::from_proto(finished.error.as_ref()) {
+                return Err(Error::Broker(e));
+            }
+            if finished.message != expected {
+                return Err(Error::Config(format!("broker {address} could not prove it holds the user's credential")));
+            }
+            let token = format!("Bearer {}", finished.session_token)
+                .parse()
+                .map_err(|_| Error::Config("the broker's session token is not valid metadata".into()))?;
+            *self.token.write().expect("token lock poisoned") = Some(token);
+            tracing::debug!(%address, principal = %finished.principal, "logged in");
+            return Ok(finished.session_token);
+        }
+        Err(Error::NoBrokerReachable { addresses: addresses.join(","), last_error })
     }
 
     /// Fetches metadata for `topics` (all topics when empty) and installs it. Topics the broker does not know
@@ -295,10 +394,65 @@ fn merge_metadata(current: &Metadata, response: MetadataResponse, full: bool) ->
     Ok(Metadata { brokers, topics, fetched_at: Some(Instant::now()) })
 }
 
+/// How long to wait before logging in again after one failed, or when a token does not say when it expires.
+const RELOGIN_RETRY: Duration = Duration::from_secs(30);
+/// The shortest wait between logins, whatever a token says.
+const RELOGIN_WAIT_MIN: Duration = Duration::from_secs(1);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// When to log in again with a session `token`: three quarters of the way to the expiry its payload gives
+/// (docs/FORMAT.md, "Session tokens"), so that a long-running client never presents an expired token.
+fn relogin_in(token: &str, now_ms: u64) -> Duration {
+    let expires_ms = token
+        .split('.')
+        .next()
+        .and_then(|payload| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok())
+        .and_then(|text| String::from_utf8(text).ok())
+        .and_then(|text| text.lines().next().and_then(|line| line.parse::<u64>().ok()));
+    match expires_ms {
+        Some(expires_ms) => Duration::from_millis(expires_ms.saturating_sub(now_ms) / 4 * 3).max(RELOGIN_WAIT_MIN),
+        None => RELOGIN_RETRY,
+    }
+}
+
+/// Logs in again before each session token expires, for as long as the cluster is in use; a failed login
+/// (a broker restarting, a changed password) is logged and tried again while the old token still works.
+fn keep_logged_in(cluster: std::sync::Weak<Cluster>, sasl: SaslConfig, first_wait: Duration) {
+    tokio::spawn(async move {
+        let mut wait = first_wait;
+        loop {
+            tokio::time::sleep(wait).await;
+            let Some(cluster) = cluster.upgrade() else { return };
+            wait = match cluster.login(&sasl).await {
+                Ok(token) => relogin_in(&token, now_ms()),
+                Err(error) => {
+                    tracing::warn!(user = %sasl.user, %error, "cannot renew the session; trying again");
+                    RELOGIN_RETRY
+                }
+            };
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rill_proto::v1::{BrokerInfo, PartitionMetadata, TopicMetadata};
+
+    #[test]
+    fn a_session_is_renewed_three_quarters_of_the_way_to_its_expiry() {
+        let payload = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+        let token = format!("{}.c2ln", payload("5000000\nSCRAM-SHA-256:abc\nalice"));
+        assert_eq!(relogin_in(&token, 1_000_000), Duration::from_millis(3_000_000));
+        // Expired already, or about to: soon, but never in a tight loop.
+        assert_eq!(relogin_in(&token, 6_000_000), RELOGIN_WAIT_MIN);
+        // A token that does not say when it expires is renewed after the retry pause.
+        assert_eq!(relogin_in("opaque", 0), RELOGIN_RETRY);
+        assert_eq!(relogin_in(&format!("{}.x", payload("soon\nalice")), 0), RELOGIN_RETRY);
+    }
 
     fn topic(name: &str, partitions: u32, leader: u32) -> TopicMetadata {
         TopicMetadata {

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use rill_proto::Compression;
+
 use crate::error::{Error, Result};
+use crate::tls::TlsConfig;
 
 /// The address the CLI and [`ClientConfig::default`] use when none is given.
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9400";
@@ -34,6 +37,14 @@ pub struct ClientConfig {
     pub retry_backoff_ms: u64,
     /// Cached metadata older than this is fetched again even without an error, to notice new leaders.
     pub metadata_max_age_ms: u64,
+    /// TLS towards every broker; `None` for plaintext (a broker started without `--tls-cert`).
+    pub tls: Option<TlsConfig>,
+    /// A SCRAM login made when connecting; every request then carries its session token. `None` acts as
+    /// the TLS client certificate's principal, or anonymously.
+    pub sasl: Option<SaslConfig>,
+    /// Names this client to the brokers (the `rill-client-id` request metadata), for client-id quotas;
+    /// `None` sends none.
+    pub client_id: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -46,6 +57,9 @@ impl Default for ClientConfig {
             keepalive_timeout_ms: 5_000,
             retry_backoff_ms: 100,
             metadata_max_age_ms: 300_000,
+            tls: None,
+            sasl: None,
+            client_id: None,
         }
     }
 }
@@ -150,6 +164,10 @@ pub struct ProducerConfig {
     /// Exactly-once appends: the producer takes a cluster-unique id, numbers each batch once, and the broker
     /// drops a retried batch it already holds and refuses one out of order. Needs `acks = All`. On by default.
     pub idempotence: bool,
+    /// The codec each batch's records are compressed with when it is sealed (none by default). A batch is
+    /// still filled up to `batch_bytes_max` of uncompressed records, so compression shrinks what is sent and
+    /// stored but not how many records a batch holds; records that do not shrink are sent uncompressed.
+    pub compression: Compression,
     /// Take over an existing producer id, given with its current epoch: the cluster grants the next epoch and
     /// every producer still writing with the older one is fenced (`Error::ProducerFenced`). `None` asks for a
     /// new id. Only with `idempotence`.
@@ -169,6 +187,7 @@ impl Default for ProducerConfig {
             buffer_bytes_max: 32 * 1024 * 1024,
             request_bytes_max: 3 * 1024 * 1024,
             idempotence: true,
+            compression: Compression::None,
             take_over_producer: None,
         }
     }
@@ -295,5 +314,20 @@ mod tests {
         let leader_acks = ProducerConfig { acks: Acks::Leader, ..ProducerConfig::default() };
         assert!(leader_acks.validate().unwrap_err().to_string().contains("idempotence needs acks=all"));
         assert!(ProducerConfig { idempotence: false, ..leader_acks }.validate().is_ok());
+    }
+}
+
+/// A user name and password for a SCRAM login (RFC 5802); the password never crosses the wire, only proofs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SaslConfig {
+    pub user: String,
+    pub password: String,
+    pub mechanism: rill_proto::scram::Mechanism,
+}
+
+impl std::fmt::Debug for SaslConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password, not even in a debug print of the configuration.
+        f.debug_struct("SaslConfig").field("user", &self.user).field("mechanism", &self.mechanism).finish()
     }
 }

@@ -64,6 +64,10 @@ pub enum Error {
     /// The gRPC call failed below the application: connection refused or reset, deadline, bad HTTP/2.
     #[error("request to {address} failed: {message}")]
     Transport { address: String, code: tonic::Code, message: String },
+    /// A TLS connection to a broker failed, or TLS settings do not match the broker's (a plaintext client at a
+    /// TLS broker, say); the message says which and what to pass. Not retriable: the same settings fail again.
+    #[error("{message}")]
+    Tls { address: String, message: String },
     /// No address in the bootstrap list (or the known brokers) answered.
     #[error("no broker reachable at {addresses}: {last_error}")]
     NoBrokerReachable { addresses: String, last_error: String },

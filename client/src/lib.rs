@@ -38,14 +38,22 @@ mod error;
 mod group;
 pub mod partitioner;
 mod producer;
+mod security;
+mod tls;
 mod types;
 
 pub use admin::{
     Admin, BrokerStatus, ClusterDescription, GroupDescription, GroupMemberDescription, GroupOffset, GroupPartitionRef,
     GroupSummary, OffsetResetTarget, PartitionDescription, TopicDescription, TopicSummary,
 };
-pub use config::{Acks, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, OffsetReset, ProducerConfig, parse_bootstrap};
+pub use config::{
+    Acks, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, OffsetReset, ProducerConfig, SaslConfig, parse_bootstrap,
+};
 pub use consumer::Consumer;
 pub use error::{BrokerError, Error, ErrorCode, Result};
 pub use producer::{DeliveryFuture, Producer};
+pub use rill_proto::Compression;
+pub use rill_proto::scram::Mechanism as SaslMechanism;
+pub use security::{Acl, AclFilter, EntityQuotas, UserInfo};
+pub use tls::TlsConfig;
 pub use types::{ConsumerRecord, Header, ProducerRecord, RecordMetadata, TopicPartition};

@@ -2,11 +2,14 @@
 //!
 //! The client encodes batches with [`BatchBuilder`]; the broker checks each one once with [`validate`] and then
 //! stores and serves the bytes verbatim, stamping only the base offset and the partition leader epoch, which
-//! lie outside the CRC. Every decoder here treats its input as hostile: lengths are checked against the buffer
-//! before use and no input makes them panic.
+//! lie outside the CRC. A compressed batch (see [`crate::compression`]) is stored as it came: the CRC covers
+//! the compressed bytes, and validation decompresses the records section only to check every record. Every
+//! decoder here treats its input as hostile: lengths are checked against the buffer before use and no input
+//! makes them panic.
 
 use bytes::Bytes;
 
+use crate::compression::{self, Compression, RECORDS_DECOMPRESSED_BYTES_MAX};
 use crate::varint::{Reader, put_varint, put_varlong, varlong_len};
 
 /// Size of the fixed batch header, from the base offset to the record count.
@@ -35,7 +38,7 @@ const BASE_SEQUENCE_AT: usize = 53;
 const RECORD_COUNT_AT: usize = 57;
 
 /// Attribute bits: 0-2 compression codec, 3 timestamp type, 4 transactional, 5 control batch.
-const ATTR_COMPRESSION_MASK: i16 = 0x07;
+pub(crate) const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_TIMESTAMP_LOG_APPEND: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
@@ -51,6 +54,10 @@ pub enum BatchError {
     Invalid(String),
     #[error("unsupported batch feature: {0}")]
     Unsupported(String),
+    /// A compressed records section inflates past the bound (a zip bomb, or a batch far larger than any
+    /// producer should build).
+    #[error("records section decompresses to more than {limit_bytes} bytes")]
+    DecompressedTooLarge { limit_bytes: usize },
 }
 
 /// The 61-byte header of a batch, decoded.
@@ -143,6 +150,15 @@ impl BatchHeader {
     pub fn is_log_append_time(&self) -> bool {
         self.attributes & ATTR_TIMESTAMP_LOG_APPEND != 0
     }
+
+    /// The codec of the records section.
+    ///
+    /// # Errors
+    ///
+    /// [`BatchError::Invalid`] for an attribute code no Kafka version defines.
+    pub fn compression(&self) -> Result<Compression, BatchError> {
+        Compression::from_attributes(self.attributes)
+    }
 }
 
 /// Checks the CRC-32C of the batch that `batch` holds exactly.
@@ -158,8 +174,10 @@ pub fn check_crc(batch: &[u8]) -> Result<(), BatchError> {
     Ok(())
 }
 
-/// Fully validates one batch that `batch` holds exactly: header, CRC, attributes, and every record's
-/// lengths, offset deltas and timestamps. This is the broker's single check before storing a batch.
+/// Fully validates one batch that `batch` holds exactly: header, CRC (over the bytes as sent, compressed or
+/// not), attributes, and every record's lengths, offset deltas and timestamps, decompressing the records
+/// section of a compressed batch up to [`RECORDS_DECOMPRESSED_BYTES_MAX`]. This is the broker's single check
+/// before storing a batch.
 pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;
     if batch.len() != header.size() {
@@ -173,12 +191,7 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
         )));
     }
     check_crc(batch)?;
-    if header.attributes & ATTR_COMPRESSION_MASK != 0 {
-        return Err(BatchError::Unsupported(format!(
-            "compression codec {} (only uncompressed batches are supported)",
-            header.attributes & ATTR_COMPRESSION_MASK
-        )));
-    }
+    let codec = header.compression()?;
     if header.attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL) != 0 {
         return Err(BatchError::Unsupported("transactional or control batches".into()));
     }
@@ -191,9 +204,18 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
             header.last_offset_delta, header.record_count
         )));
     }
+    let decompressed;
+    let body = match codec {
+        Compression::None => &batch[BATCH_HEADER_BYTES..],
+        codec => {
+            decompressed =
+                compression::decompress(codec, &batch[BATCH_HEADER_BYTES..], RECORDS_DECOMPRESSED_BYTES_MAX)?;
+            &decompressed[..]
+        }
+    };
     let mut max_timestamp = i64::MIN;
     let mut index = 0u32;
-    walk_records(batch, &header, |record| {
+    walk_records(body, header.record_count, |record| {
         if record.offset_delta != index as i32 {
             return Err(BatchError::Invalid(format!("record {index} has offset delta {}", record.offset_delta)));
         }
@@ -210,13 +232,13 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(header)
 }
 
-/// Where a byte field lies inside its batch: `(start, length)`.
+/// Where a byte field lies inside its batch's records section: `(start, length)`.
 type FieldSpan = (usize, usize);
 
 /// A header's key range and value span inside its batch.
 type HeaderSpan = (std::ops::Range<usize>, Option<FieldSpan>);
 
-/// Positions of one record's fields inside its batch. The headers borrow a buffer the walk reuses, so
+/// Positions of one record's fields inside its records section. The headers borrow a buffer the walk reuses, so
 /// walking a batch allocates nothing per record.
 struct RawRecord<'a> {
     timestamp_delta: i64,
@@ -226,16 +248,16 @@ struct RawRecord<'a> {
     headers: &'a [HeaderSpan],
 }
 
-/// Walks the records of a batch whose header is already parsed, checking every length; `visit` sees each.
+/// Walks the `record_count` records of a batch's (decompressed) records section, checking every length and
+/// that nothing follows the last record; `visit` sees each.
 fn walk_records(
-    batch: &[u8],
-    header: &BatchHeader,
+    body: &[u8],
+    record_count: u32,
     mut visit: impl FnMut(RawRecord<'_>) -> Result<(), BatchError>,
 ) -> Result<(), BatchError> {
-    let body = &batch[BATCH_HEADER_BYTES..header.size()];
     let mut reader = Reader::new(body);
     let mut headers: Vec<HeaderSpan> = Vec::new();
-    for _ in 0..header.record_count {
+    for _ in 0..record_count {
         let length = reader.varint()?;
         let length =
             usize::try_from(length).map_err(|_| BatchError::Invalid(format!("negative record length {length}")))?;
@@ -245,7 +267,7 @@ fn walk_records(
         let _attributes = r.i8()?;
         let timestamp_delta = r.varlong()?;
         let offset_delta = r.varint()?;
-        let shift = |field: Option<(usize, usize)>| field.map(|(at, len)| (BATCH_HEADER_BYTES + start + at, len));
+        let shift = |field: Option<(usize, usize)>| field.map(|(at, len)| (start + at, len));
         let key = shift(r.nullable_bytes()?);
         let value = shift(r.nullable_bytes()?);
         let header_count = r.varint()?;
@@ -263,7 +285,7 @@ fn walk_records(
             if std::str::from_utf8(&record_bytes[at..at + len]).is_err() {
                 return Err(BatchError::Invalid("header key is not UTF-8".into()));
             }
-            let key_at = BATCH_HEADER_BYTES + start + at;
+            let key_at = start + at;
             headers.push((key_at..key_at + len, shift(r.nullable_bytes()?)));
         }
         if r.remaining() != 0 {
@@ -364,8 +386,10 @@ pub struct Record {
 }
 
 /// Decodes every record of the batches in `buf` (back to back, as a fetch returns them), checking each
-/// batch's CRC first. A trailing partial batch, which a fetch may return when it stops at its byte limit, is
-/// skipped; any other fault is an error.
+/// batch's CRC first and decompressing a compressed batch's records section (up to
+/// [`RECORDS_DECOMPRESSED_BYTES_MAX`]). A trailing partial batch, which a fetch may return when it stops at
+/// its byte limit, is skipped; any other fault is an error. Keys and values of an uncompressed batch borrow
+/// `buf`; those of a compressed batch share one buffer per batch.
 pub fn decode_records(buf: &Bytes) -> Result<Vec<Record>, BatchError> {
     let mut out = Vec::new();
     for item in split_batches(buf) {
@@ -374,40 +398,54 @@ pub fn decode_records(buf: &Bytes) -> Result<Vec<Record>, BatchError> {
             Err(BatchError::Truncated { .. }) => break,
             Err(e) => return Err(e),
         };
-        let batch = &buf[range.clone()];
-        check_crc(batch)?;
-        let base_buf = buf.slice(range);
-        let slice = |field: Option<(usize, usize)>| field.map(|(at, len)| base_buf.slice(at..at + len));
-        let log_append = header.is_log_append_time();
-        walk_records(batch, &header, |raw| {
-            let headers = raw
-                .headers
-                .iter()
-                .map(|(key, value)| Header {
-                    key: String::from_utf8_lossy(&batch[key.clone()]).into_owned(),
-                    value: slice(*value),
-                })
-                .collect();
-            let offset_delta = u64::try_from(raw.offset_delta)
-                .map_err(|_| BatchError::Invalid(format!("negative offset delta {}", raw.offset_delta)))?;
-            out.push(Record {
-                offset: header.base_offset + offset_delta,
-                timestamp_ms: if log_append {
-                    header.max_timestamp
-                } else {
-                    header.base_timestamp.saturating_add(raw.timestamp_delta)
-                },
-                key: slice(raw.key),
-                value: slice(raw.value),
-                headers,
-            });
-            Ok(())
-        })?;
+        check_crc(&buf[range.clone()])?;
+        let body = records_section(buf, range, &header)?;
+        decode_batch_records(&header, &body, &mut out)?;
     }
     Ok(out)
 }
 
-/// Encodes records into one uncompressed batch with base offset 0, ready to send in a produce request.
+/// The records section of the batch at `range` in `buf`, decompressed if the batch is compressed.
+fn records_section(buf: &Bytes, range: std::ops::Range<usize>, header: &BatchHeader) -> Result<Bytes, BatchError> {
+    let section = buf.slice(range.start + BATCH_HEADER_BYTES..range.end);
+    match header.compression()? {
+        Compression::None => Ok(section),
+        codec => Ok(Bytes::from(compression::decompress(codec, &section, RECORDS_DECOMPRESSED_BYTES_MAX)?)),
+    }
+}
+
+/// Appends the records of one batch, whose records section is `body`, to `out`.
+fn decode_batch_records(header: &BatchHeader, body: &Bytes, out: &mut Vec<Record>) -> Result<(), BatchError> {
+    let slice = |field: Option<(usize, usize)>| field.map(|(at, len)| body.slice(at..at + len));
+    let log_append = header.is_log_append_time();
+    walk_records(body, header.record_count, |raw| {
+        let headers = raw
+            .headers
+            .iter()
+            .map(|(key, value)| Header {
+                key: String::from_utf8_lossy(&body[key.clone()]).into_owned(),
+                value: slice(*value),
+            })
+            .collect();
+        let offset_delta = u64::try_from(raw.offset_delta)
+            .map_err(|_| BatchError::Invalid(format!("negative offset delta {}", raw.offset_delta)))?;
+        out.push(Record {
+            offset: header.base_offset + offset_delta,
+            timestamp_ms: if log_append {
+                header.max_timestamp
+            } else {
+                header.base_timestamp.saturating_add(raw.timestamp_delta)
+            },
+            key: slice(raw.key),
+            value: slice(raw.value),
+            headers,
+        });
+        Ok(())
+    })
+}
+
+/// Encodes records into one batch with base offset 0, ready to send in a produce request, uncompressed or
+/// compressed with the codec [`BatchBuilder::with_compression`] chose.
 ///
 /// ```
 /// use rill_proto::batch::{BatchBuilder, decode_records, validate};
@@ -418,9 +456,27 @@ pub fn decode_records(buf: &Bytes) -> Result<Vec<Record>, BatchError> {
 /// let records = decode_records(&batch).unwrap();
 /// assert_eq!(records[0].value.as_deref(), Some(&b"hello"[..]));
 /// ```
+///
+/// Compressed:
+///
+/// ```
+/// use rill_proto::Compression;
+/// use rill_proto::batch::{BatchBuilder, decode_records, validate};
+/// let mut builder = BatchBuilder::new().with_compression(Compression::Zstd);
+/// for _ in 0..100 {
+///     builder.push(1_700_000_000_000, None, Some(b"the same value, over and over"), &[]);
+/// }
+/// let uncompressed_bytes = builder.size_bytes();
+/// let batch = builder.finish();
+/// assert!(batch.len() < uncompressed_bytes);
+/// assert_eq!(validate(&batch).unwrap().compression().unwrap(), Compression::Zstd);
+/// assert_eq!(decode_records(&batch).unwrap().len(), 100);
+/// ```
 #[derive(Debug)]
 pub struct BatchBuilder {
+    /// The header's room and the uncompressed records section; compressed only by `finish`.
     buf: Vec<u8>,
+    compression: Compression,
     base_timestamp: i64,
     max_timestamp: i64,
     record_count: u32,
@@ -446,6 +502,7 @@ impl BatchBuilder {
         buf.resize(BATCH_HEADER_BYTES, 0);
         BatchBuilder {
             buf,
+            compression: Compression::None,
             base_timestamp: 0,
             max_timestamp: i64::MIN,
             record_count: 0,
@@ -453,6 +510,16 @@ impl BatchBuilder {
             producer_epoch: NO_PRODUCER_EPOCH,
             base_sequence: NO_SEQUENCE,
         }
+    }
+
+    /// The codec `finish` compresses the records section with (none by default).
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    pub fn compression(&self) -> Compression {
+        self.compression
     }
 
     /// Marks the batch as coming from an idempotent producer.
@@ -470,7 +537,8 @@ impl BatchBuilder {
         self.record_count == 0
     }
 
-    /// Bytes the batch takes if finished now.
+    /// Bytes the batch takes if finished now, uncompressed. With a codec set this is an upper bound: `finish`
+    /// keeps the compressed form only when it is smaller, so a batch never outgrows the limit it was filled to.
     pub fn size_bytes(&self) -> usize {
         self.buf.len()
     }
@@ -519,6 +587,23 @@ impl BatchBuilder {
         self.record_count += 1;
     }
 
+    /// Replaces the records section with its compressed form and returns the attributes that name the codec.
+    /// Records that do not shrink stay uncompressed (attributes 0), which keeps `size_bytes` an upper bound;
+    /// so do records past the bound a reader decompresses to, which keeps every finished batch valid.
+    fn compress_records(&mut self) -> i16 {
+        let records = &self.buf[BATCH_HEADER_BYTES..];
+        if self.compression == Compression::None || records.len() > RECORDS_DECOMPRESSED_BYTES_MAX {
+            return 0;
+        }
+        let compressed = compression::compress(self.compression, records);
+        if compressed.len() >= records.len() {
+            return 0;
+        }
+        self.buf.truncate(BATCH_HEADER_BYTES);
+        self.buf.extend_from_slice(&compressed);
+        self.compression.attribute_code()
+    }
+
     fn put_bytes(&mut self, bytes: Option<&[u8]>) {
         match bytes {
             Some(b) => {
@@ -529,20 +614,22 @@ impl BatchBuilder {
         }
     }
 
-    /// Writes the header and CRC and returns the batch.
+    /// Compresses the records section if a codec is set, writes the header and CRC (over the bytes as sent)
+    /// and returns the batch.
     ///
     /// # Panics
     ///
     /// If no record was pushed: an empty batch is not valid.
     pub fn finish(mut self) -> Bytes {
         assert!(self.record_count > 0, "a batch needs at least one record");
+        let attributes = self.compress_records();
         let batch_length = (self.buf.len() - LOG_OVERHEAD_BYTES) as u32;
         let b = &mut self.buf;
         b[0..8].copy_from_slice(&0u64.to_be_bytes());
         b[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
         b[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&(-1i32).to_be_bytes());
         b[MAGIC_AT] = MAGIC_V2 as u8;
-        b[CRC_COVERED_FROM..CRC_COVERED_FROM + 2].copy_from_slice(&0i16.to_be_bytes());
+        b[CRC_COVERED_FROM..CRC_COVERED_FROM + 2].copy_from_slice(&attributes.to_be_bytes());
         b[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&(self.record_count - 1).to_be_bytes());
         b[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&self.base_timestamp.to_be_bytes());
         b[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&self.max_timestamp.to_be_bytes());
@@ -558,3 +645,6 @@ impl BatchBuilder {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod compressed_tests;

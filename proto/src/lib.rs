@@ -1,8 +1,17 @@
-//! Rill's wire protocol: the generated gRPC types and services (`v1`) and the record batch codec (`batch`)
-//! shared by the client, which encodes batches, and the broker, which validates and stores them verbatim.
+//! Rill's wire protocol: the generated gRPC types and services (`v1`), the record batch codec (`batch`), its
+//! compression codecs (`compression`) and SCRAM logins (`scram`), shared by the client, which encodes batches
+//! and logs in, and the broker, which validates and stores batches verbatim and checks logins.
 
 pub mod batch;
+pub mod compression;
+pub mod scram;
+
+/// Fuzz target bodies (`fuzz/`, and the stable test that replays them); not part of the API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod varint;
+
+pub use compression::Compression;
 
 /// Generated from `proto/rill.proto`.
 #[allow(clippy::all, missing_docs)]

@@ -35,7 +35,12 @@ impl Controller {
         Controller {
             state: MetadataState::default(),
             log: Vec::new(),
-            policy: TopicPolicy { defaults: BTreeMap::new(), batch_bytes_max: 1 << 20, default_replication_factor: 3 },
+            policy: TopicPolicy {
+                defaults: BTreeMap::new(),
+                batch_bytes_max: 1 << 20,
+                default_replication_factor: 3,
+                encryption_key_loaded: false,
+            },
             unavailable_until_ms: 0,
             sessions: BTreeMap::new(),
         }
@@ -71,7 +76,7 @@ impl World {
         let now_ms = self.now_ms;
         let answer = match msg {
             Msg::Register => {
-                let records = planner::register_broker(&self.controller.state, from, &format!("b{from}"));
+                let records = planner::register_broker(&self.controller.state, from, &format!("b{from}"), None);
                 let broker_epoch = self.controller.commit(records);
                 self.controller.sessions.insert(from, now_ms);
                 Some(Msg::Registered { broker_epoch })

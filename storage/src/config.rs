@@ -1,5 +1,8 @@
 //! Log configuration (`LogConfig`, `Durability`) and the storage limits, each with the reason for its value.
 
+use std::sync::Arc;
+
+use crate::encryption::{Encryption, Keyring, SegmentKey};
 use crate::error::StorageError;
 
 /// Largest allowed `segment_bytes_max`. Index entries store file positions as u32; keeping every batch start
@@ -56,6 +59,12 @@ pub struct LogConfig {
     /// behind; see docs/PERFORMANCE.md for why it speeds up writes on hosts where fresh memory is slow to
     /// touch.
     pub cache_window_bytes: Option<u64>,
+    /// Whether new segments are encrypted. A change applies from the next segment: the log rolls to a new one
+    /// at its next append (docs/FORMAT.md, "Encrypted segments"); segments already written keep their form.
+    pub encryption: Encryption,
+    /// The keys to write (the active one) and read (all) encrypted segments with; the broker's, shared by
+    /// every log. Needed whenever a segment on disk is encrypted, whatever `encryption` says now.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 impl Default for LogConfig {
@@ -68,6 +77,8 @@ impl Default for LogConfig {
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             durability: Durability::Fsync,
             cache_window_bytes: None,
+            encryption: Encryption::None,
+            keyring: None,
         }
     }
 }
@@ -98,5 +109,31 @@ impl LogConfig {
             return Err(StorageError::InvalidConfig("durability interval_ms must be positive".into()));
         }
         Ok(())
+    }
+
+    /// Checks that the keys the configuration needs are there: `validate` checks values only, since a topic's
+    /// settings are parsed where no keyring is at hand.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidConfig` for `Encryption::Aes256Gcm` without a keyring.
+    pub fn check_keys(&self) -> Result<(), StorageError> {
+        if self.encryption == Encryption::Aes256Gcm && self.keyring.is_none() {
+            return Err(StorageError::InvalidConfig(
+                "encryption=aes-256-gcm needs an encryption key, and this broker has none \
+                 (--encryption-key-file or RILL_ENCRYPTION_KEY)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The key a new segment is written with: the keyring's active key when the topic encrypts.
+    pub(crate) fn new_segment_key(&self) -> Option<Arc<SegmentKey>> {
+        match (self.encryption, &self.keyring) {
+            (Encryption::Aes256Gcm, Some(keyring)) => Some(Arc::clone(keyring.active())),
+            (Encryption::Aes256Gcm, None) => panic!("encryption without a keyring passed check_keys"),
+            (Encryption::None, _) => None,
+        }
     }
 }

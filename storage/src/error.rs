@@ -27,6 +27,11 @@ pub enum StorageError {
     /// `truncate_to` was asked to cut inside a batch; the log only truncates at batch boundaries.
     #[error("offset {offset} is inside the batch {batch_base}..={batch_last}; truncation needs a batch boundary")]
     NotBatchBoundary { offset: u64, batch_base: u64, batch_last: u64 },
+    /// An encrypted segment cannot be read with the keys loaded (none loaded, an unknown key id, another key
+    /// under that id), or one of its batches fails authentication. Nothing of it is served, and nothing is
+    /// truncated because of it.
+    #[error("encrypted segment {segment} (key id {key_id}): {reason}")]
+    Encryption { segment: PathBuf, key_id: String, reason: String },
     /// A configuration value is outside its allowed range.
     #[error("invalid log configuration: {0}")]
     InvalidConfig(String),

@@ -33,9 +33,13 @@
 mod backend;
 mod checkpoint;
 mod config;
+mod encryption;
 mod error;
 mod faulty;
 mod flush;
+/// Fuzz target bodies (`fuzz/`, and the stable test that replays them); not part of the API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod log;
 mod maintenance;
@@ -51,6 +55,9 @@ pub use checkpoint::CheckpointStatus;
 pub use config::{
     Durability, INDEX_INTERVAL_BYTES_DEFAULT, INDEX_INTERVAL_BYTES_MIN, LogConfig, SEGMENT_BYTES_DEFAULT,
     SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN,
+};
+pub use encryption::{
+    ENCRYPTED_BATCH_OVERHEAD_BYTES, Encryption, KEY_BYTES, KEY_ID_BYTES_MAX, KeyRecord, Keyring, SegmentKey, parse_key,
 };
 pub use error::StorageError;
 pub use faulty::FaultyBackend;

@@ -27,7 +27,7 @@ pub struct AppendInfo {
 /// Whole stored batches, back to back, and the offset to read next.
 #[derive(Clone, Debug)]
 pub struct ReadResult {
-    /// Zero-copy slice of one segment's bytes.
+    /// One segment's batches: a zero-copy slice of its bytes, or for an encrypted segment a decrypted copy.
     pub records: Bytes,
     /// Last returned batch's last offset + 1, or the requested offset when nothing was returned.
     pub next_offset: u64,
@@ -111,7 +111,7 @@ impl Log {
     ///
     /// If `config.validate()` fails: validate configurations where they enter the system.
     pub fn set_config(&mut self, config: LogConfig) {
-        if let Err(e) = config.validate() {
+        if let Err(e) = config.validate().and_then(|()| config.check_keys()) {
             panic!("Log::set_config: {e}");
         }
         self.config = config;
@@ -170,10 +170,16 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
         let base_offset = header.base_offset;
-        if header.last_offset() > i64::MAX as u64 {
+        // `append` stamps the log end as the base offset, and a segment named past i64::MAX makes that end
+        // larger than any parsed header's, so add without overflowing (found by the `log_dir` fuzz target).
+        let last_offset = header.base_offset.checked_add(u64::from(header.last_offset_delta));
+        if last_offset.is_none_or(|last| last > i64::MAX as u64) {
             return Err(StorageError::InvalidBatch("offsets would pass i64::MAX".into()));
         }
-        self.roll_if_needed(header.size() as u64, header.last_offset(), now_ms)?;
+        self.start_segment_for_key_if_needed()?;
+        let overhead =
+            if self.active().key().is_some() { crate::encryption::ENCRYPTED_BATCH_OVERHEAD_BYTES } else { 0 };
+        self.roll_if_needed((header.size() + overhead) as u64, header.last_offset(), now_ms)?;
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(head, rest, header, interval, now_ms)?;
         if self.config.durability == Durability::Os
@@ -213,6 +219,39 @@ impl Log {
         self.written_behind = (base, target);
     }
 
+    /// A segment holds batches under one key (or none): when the configuration wants another form than the
+    /// active segment's (encryption turned on or off, or the active key rotated), the log rolls to a new
+    /// segment first, or, if the active one is still empty, recreates it in the wanted form.
+    fn start_segment_for_key_if_needed(&mut self) -> Result<(), StorageError> {
+        let wanted = self.config.new_segment_key();
+        let same = |a: &crate::encryption::SegmentKey, b: &crate::encryption::SegmentKey| {
+            a.id() == b.id() && a.fingerprint() == b.fingerprint()
+        };
+        let matches = match (self.active().key(), &wanted) {
+            (None, None) => true,
+            (Some(a), Some(b)) => same(a, b),
+            _ => false,
+        };
+        if matches {
+            return Ok(());
+        }
+        let active = self.active();
+        tracing::info!(
+            dir = %self.dir.display(),
+            from = active.key().map_or("plaintext", |k| k.id()),
+            to = wanted.as_ref().map_or("plaintext", |k| k.id()),
+            "new segment for a changed encryption setting"
+        );
+        if !active.is_empty() {
+            return self.roll();
+        }
+        let base = active.base_offset();
+        let fresh = Segment::create(&*self.backend, &self.dir, base, wanted)?;
+        self.segments.insert(base, fresh);
+        self.segments_created += 1;
+        Ok(())
+    }
+
     /// Rolls before an append of `batch_bytes` ending at `last_offset` if the active segment is full by size,
     /// by relative offset range (index entries hold u32), or by age.
     fn roll_if_needed(&mut self, batch_bytes: u64, last_offset: u64, now_ms: i64) -> Result<(), StorageError> {
@@ -244,7 +283,7 @@ impl Log {
         let new_base = self.end_offset();
         let old_base = self.active().base_offset();
         assert!(new_base > old_base, "only a non-empty segment is rolled");
-        let fresh = Segment::create(&*self.backend, &self.dir, new_base)?;
+        let fresh = Segment::create(&*self.backend, &self.dir, new_base, self.config.new_segment_key())?;
         if let Err(e) = self.active_mut().seal() {
             drop(fresh);
             let _ = segment::delete_segment_files(&*self.backend, &self.dir, new_base);
@@ -276,12 +315,14 @@ impl Log {
 
     /// Whole batches from the one containing `offset`, up to `max_bytes` (at least one whole batch when any is
     /// available), none whose last offset is at or above `upper_bound`, from one segment only, as a zero-copy
-    /// slice of its mapping. Every returned batch passed its CRC check.
+    /// slice of its mapping (a decrypted copy for an encrypted segment). Every returned batch passed its CRC
+    /// check, and in an encrypted segment its GCM tag too.
     ///
     /// # Errors
     ///
     /// `OffsetOutOfRange` for an offset below the log start or above the end; `Corrupt` when the first batch
-    /// fails its checks (a later bad batch just ends the result early); `Io`.
+    /// fails its checks, `Encryption` when it fails authentication (a later bad batch just ends the result
+    /// early); `Io`.
     pub fn read(&self, offset: u64, max_bytes: usize, upper_bound: u64) -> Result<ReadResult, StorageError> {
         let log_end = self.end_offset();
         if offset < self.log_start_offset || offset > log_end {

@@ -57,7 +57,7 @@ impl Log {
         for base in bases.into_iter().rev() {
             segment::delete_segment_files(&*self.backend, &self.dir, base)?;
         }
-        let fresh = Segment::create(&*self.backend, &self.dir, offset)?;
+        let fresh = Segment::create(&*self.backend, &self.dir, offset, self.config.new_segment_key())?;
         fresh.sync_all()?;
         self.segments.insert(offset, fresh);
         self.segments_created += 1;

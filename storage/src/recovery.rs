@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::checkpoint::{self, CHECKPOINT_TMP_FILE, CLEAN_SHUTDOWN_FILE, Checkpoint, CheckpointStatus};
 use crate::config::LogConfig;
+use crate::encryption::{self, KEY_RECORD_SUFFIX, SegmentKey};
 use crate::error::StorageError;
 use crate::flush::FlushShared;
 use crate::log::Log;
@@ -41,6 +42,9 @@ struct ScanPlan {
     trusted: TrustedPrefix,
 }
 
+/// The key of each segment by base offset (None: plaintext), resolved before recovery touches anything.
+type SegmentKeys = BTreeMap<u64, Option<Arc<SegmentKey>>>;
+
 const UNTRUSTED: TrustedPrefix = TrustedPrefix { log_bytes: 0, offset_entries: Some(0), time_entries: Some(0) };
 
 impl Log {
@@ -50,9 +54,13 @@ impl Log {
     /// the indexes of what it scanned, fsyncs it and writes a fresh checkpoint. Either way it removes the
     /// clean-shutdown marker durably before returning.
     ///
+    /// Every segment's key record is read and its key found in the keyring before anything is scanned: a
+    /// segment that cannot be decrypted fails the open and is never truncated for it.
+    ///
     /// # Errors
     ///
-    /// `InvalidConfig`, `Io`.
+    /// `InvalidConfig` (also for encryption without a keyring); `Encryption` for a segment whose key is not
+    /// loaded (no keyring, unknown key id, another key under its id); `Corrupt` for a damaged key record; `Io`.
     pub fn open(
         backend: Arc<dyn Backend>,
         dir: &Path,
@@ -60,6 +68,7 @@ impl Log {
         now_ms: i64,
     ) -> Result<(Log, RecoveryReport), StorageError> {
         config.validate()?;
+        config.check_keys()?;
         backend.create_dir_all(dir).map_err(|e| StorageError::io("create partition directory", dir, e))?;
         let mut bases = list_segments(&*backend, dir)?;
         let (checkpoint, mut status) = checkpoint::read_checkpoint(&*backend, dir)?;
@@ -92,19 +101,20 @@ impl Log {
         };
         if bases.is_empty() {
             let start = checkpoint.map_or(0, |c| c.log_start_offset);
-            log.segments.insert(start, Segment::create(&*backend, dir, start)?);
+            log.segments.insert(start, Segment::create(&*backend, dir, start, log.config.new_segment_key())?);
             log.segments_created = 1;
             log.log_start_offset = start;
             log.finish_unclean_open(start)?;
         } else {
             drop_segments_below_start(&*backend, dir, &mut bases, checkpoint.as_ref())?;
+            let keys = segment_keys(&*backend, dir, &bases, log.config.keyring.as_deref())?;
             log.log_start_offset = bases[0];
-            let clean = marker && log.open_clean(&bases, checkpoint.as_ref(), now_ms)?;
+            let clean = marker && log.open_clean(&bases, &keys, checkpoint.as_ref(), now_ms)?;
             if clean {
                 report.clean_shutdown = true;
             } else {
                 let plan = scan_plan(&*backend, dir, &bases, checkpoint.as_ref(), &mut status)?;
-                log.open_with_scan(&bases, plan, &mut report, now_ms)?;
+                log.open_with_scan(&bases, &keys, plan, &mut report, now_ms)?;
             }
         }
         checkpoint::remove_clean_marker(&*backend, dir)?;
@@ -121,6 +131,7 @@ impl Log {
     fn open_clean(
         &mut self,
         bases: &[u64],
+        keys: &SegmentKeys,
         checkpoint: Option<&Checkpoint>,
         now_ms: i64,
     ) -> Result<bool, StorageError> {
@@ -134,14 +145,16 @@ impl Log {
             offset_entries: Some(checkpoint.offset_index_entries as usize),
             time_entries: Some(checkpoint.time_index_entries as usize),
         };
-        let Ok(mut active) = Segment::open_active(&*self.backend, &self.dir, last, trusted) else { return Ok(false) };
+        let Ok(mut active) = Segment::open_active(&*self.backend, &self.dir, last, trusted, keys[&last].clone()) else {
+            return Ok(false);
+        };
         if active.next_offset() != checkpoint.recovery_point {
             return Ok(false);
         }
         if !active.is_empty() {
             active.created_ms = Some(now_ms);
         }
-        self.open_sealed_before(bases, bases.len() - 1)?;
+        self.open_sealed_before(bases, keys, bases.len() - 1)?;
         self.segments.insert(last, active);
         self.flushed_offset = checkpoint.recovery_point;
         self.flush = FlushShared::new(checkpoint.recovery_point);
@@ -149,10 +162,11 @@ impl Log {
     }
 
     /// Opens the segments before `bases[upto]` as sealed and trusted.
-    fn open_sealed_before(&mut self, bases: &[u64], upto: usize) -> Result<(), StorageError> {
+    fn open_sealed_before(&mut self, bases: &[u64], keys: &SegmentKeys, upto: usize) -> Result<(), StorageError> {
         for i in 0..upto {
             let interval = self.config.index_interval_bytes;
-            let sealed = Segment::open_sealed(&*self.backend, &self.dir, bases[i], bases[i + 1], interval)?;
+            let key = keys[&bases[i]].clone();
+            let sealed = Segment::open_sealed(&*self.backend, &self.dir, bases[i], bases[i + 1], interval, key)?;
             self.segments.insert(bases[i], sealed);
         }
         Ok(())
@@ -162,11 +176,12 @@ impl Log {
     fn open_with_scan(
         &mut self,
         bases: &[u64],
+        keys: &SegmentKeys,
         plan: ScanPlan,
         report: &mut RecoveryReport,
         now_ms: i64,
     ) -> Result<(), StorageError> {
-        self.open_sealed_before(bases, plan.segment)?;
+        self.open_sealed_before(bases, keys, plan.segment)?;
         let backend = Arc::clone(&self.backend);
         // The last scanned segment, kept out of the map until we know whether another follows it.
         let mut previous: Option<Segment> = None;
@@ -186,12 +201,13 @@ impl Log {
                 break;
             }
             let trusted = if i == plan.segment { plan.trusted } else { UNTRUSTED };
-            let mut current = match Segment::open_active(&*backend, &self.dir, base, trusted) {
+            let key = &keys[&base];
+            let mut current = match Segment::open_active(&*backend, &self.dir, base, trusted, key.clone()) {
                 Ok(current) => current,
                 // The trusted prefix does not hold up (a checkpoint out of step with the files): scan it all.
                 Err(StorageError::Corrupt { reason, .. }) if trusted.log_bytes > 0 => {
                     tracing::warn!(%reason, "checkpointed prefix is inconsistent; scanning the whole segment");
-                    Segment::open_active(&*backend, &self.dir, base, UNTRUSTED)?
+                    Segment::open_active(&*backend, &self.dir, base, UNTRUSTED, key.clone())?
                 }
                 Err(e) => return Err(e),
             };
@@ -240,7 +256,7 @@ fn list_segments(backend: &dyn Backend, dir: &Path) -> Result<Vec<u64>, StorageE
     let mut bases: Vec<u64> = names.iter().filter_map(|n| segment::parse_segment_name(n, LOG_SUFFIX)).collect();
     bases.sort_unstable();
     for name in &names {
-        let orphan_index = [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]
+        let orphan_index = [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, KEY_RECORD_SUFFIX]
             .iter()
             .filter_map(|suffix| segment::parse_segment_name(name, suffix))
             .any(|base| bases.binary_search(&base).is_err());
@@ -251,6 +267,26 @@ fn list_segments(backend: &dyn Backend, dir: &Path) -> Result<Vec<u64>, StorageE
         }
     }
     Ok(bases)
+}
+
+/// Reads every segment's key record and finds its key, failing on the first that cannot be read.
+fn segment_keys(
+    backend: &dyn Backend,
+    dir: &Path,
+    bases: &[u64],
+    keyring: Option<&encryption::Keyring>,
+) -> Result<SegmentKeys, StorageError> {
+    let mut keys = SegmentKeys::new();
+    for &base in bases {
+        let log_path = segment::segment_path(dir, base, LOG_SUFFIX);
+        let record_path = encryption::key_record_path(&log_path);
+        let key = match encryption::read_key_record(backend, &record_path, base)? {
+            None => None,
+            Some(record) => Some(encryption::resolve_key(&record, keyring, &log_path)?),
+        };
+        keys.insert(base, key);
+    }
+    Ok(keys)
 }
 
 /// Deletes segments wholly below the checkpointed log start (retention checkpoints before it deletes, so a

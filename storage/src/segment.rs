@@ -9,6 +9,7 @@ use bytes::Bytes;
 use rill_proto::batch::{self, BatchHeader};
 
 use crate::backend::{Backend, StorageFile};
+use crate::encryption::{self, ATTR_STORED_ENCRYPTED, KEY_RECORD_SUFFIX, KeyRecord, SegmentKey};
 use crate::error::StorageError;
 use crate::index::{
     IndexFile, OFFSET_ENTRY_BYTES, OffsetEntry, OffsetIndexView, TIME_ENTRY_BYTES, TimeEntry, TimeIndexView,
@@ -19,6 +20,8 @@ pub(crate) const OFFSET_INDEX_SUFFIX: &str = "index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
 /// Marks a file being written to replace another; left over only by a crash, and removed at open.
 pub(crate) const TMP_SUFFIX: &str = "tmp";
+/// The most offsets one segment spans: relative offsets (offset − base) are u32 in the index files.
+const SEGMENT_OFFSETS_MAX: u64 = 1 << 32;
 
 /// `00000000000000000042.log` and friends: the base offset, zero padded so names sort like offsets.
 pub(crate) fn segment_path(dir: &Path, base_offset: u64, suffix: &str) -> PathBuf {
@@ -34,9 +37,11 @@ pub(crate) fn parse_segment_name(name: &str, suffix: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
-/// Removes a segment's three files; missing ones are fine (a crash may have removed some already).
+/// Removes a segment's files; missing ones are fine (a crash may have removed some already). The key record
+/// goes last, so a crash part-way never leaves an encrypted `.log` without the record that names its key
+/// (a record without its `.log` is removed at open).
 pub(crate) fn delete_segment_files(backend: &dyn Backend, dir: &Path, base_offset: u64) -> Result<(), StorageError> {
-    for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+    for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, KEY_RECORD_SUFFIX] {
         let path = segment_path(dir, base_offset, suffix);
         match backend.remove_file(&path) {
             Ok(()) => {}
@@ -109,6 +114,8 @@ pub(crate) struct Segment {
     /// When the first batch was appended (or the segment reopened non-empty): the age that `segment_ms_max` limits.
     pub created_ms: Option<i64>,
     sealed: bool,
+    /// The key this segment's batches are encrypted with (named by its key record); None for plaintext.
+    key: Option<Arc<SegmentKey>>,
 }
 
 impl Segment {
@@ -119,6 +126,7 @@ impl Segment {
         log: Arc<dyn StorageFile>,
         offset_index: IndexFile,
         time_index: IndexFile,
+        key: Option<Arc<SegmentKey>>,
     ) -> Segment {
         Segment {
             base_offset,
@@ -132,17 +140,26 @@ impl Segment {
             last_indexed_position: 0,
             created_ms: None,
             sealed: false,
+            key,
         }
     }
 
-    /// Creates an empty segment, discarding any stale files of the same name.
-    pub fn create(backend: &dyn Backend, dir: &Path, base_offset: u64) -> Result<Segment, StorageError> {
+    /// Creates an empty segment, discarding any stale files of the same name. With a key, its key record is
+    /// written and made durable (file and directory entry) before the `.log` exists, so no `.log` ever lacks
+    /// the record that says how to read it; without one, a stale record is removed durably first.
+    pub fn create(
+        backend: &dyn Backend,
+        dir: &Path,
+        base_offset: u64,
+        key: Option<Arc<SegmentKey>>,
+    ) -> Result<Segment, StorageError> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
+        write_key_record(backend, dir, &log_path, key.as_deref())?;
         let log = backend.open(&log_path, true).map_err(|e| StorageError::io("create segment", &log_path, e))?;
         log.set_len(0).map_err(|e| StorageError::io("reset segment", &log_path, e))?;
         let offset_index = open_index(backend, dir, base_offset, OFFSET_INDEX_SUFFIX, Some(0), false)?;
         let time_index = open_index(backend, dir, base_offset, TIME_INDEX_SUFFIX, Some(0), false)?;
-        Ok(Segment::empty(base_offset, log_path, log, offset_index, time_index))
+        Ok(Segment::empty(base_offset, log_path, log, offset_index, time_index, key))
     }
 
     /// Opens a sealed segment without reading its data: `next_offset` is the following segment's base. Only a
@@ -154,9 +171,18 @@ impl Segment {
         base_offset: u64,
         next_offset: u64,
         index_interval_bytes: u32,
+        key: Option<Arc<SegmentKey>>,
     ) -> Result<Segment, StorageError> {
         assert!(next_offset > base_offset, "a sealed segment holds at least one offset");
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
+        // Every offset of a segment lies less than 2^32 past its base (index entries hold u32 relative offsets
+        // and the log rolls before that), and a sealed segment's end is the next segment's name: names further
+        // apart are damage, refused here before a lookup converts such an offset (found by the `log_dir` fuzz
+        // target: `locate` panicked on a relative offset above u32::MAX).
+        if next_offset - base_offset > SEGMENT_OFFSETS_MAX {
+            let reason = format!("the next segment starts at {next_offset}, more than 2^32 offsets after it");
+            return Err(StorageError::Corrupt { segment: log_path, offset: base_offset, reason });
+        }
         let log = backend.open(&log_path, false).map_err(|e| StorageError::io("open segment", &log_path, e))?;
         let size_bytes = log.len().map_err(|e| StorageError::io("stat segment", &log_path, e))?;
         let offset_index = open_index(backend, dir, base_offset, OFFSET_INDEX_SUFFIX, None, true)?;
@@ -175,6 +201,7 @@ impl Segment {
             last_indexed_position,
             created_ms: None,
             sealed: true,
+            key,
         };
         if segment.time_index.entries() == 0 && size_bytes > 0 {
             tracing::warn!(segment = %segment.log_path.display(), "time index missing; rebuilding both indexes");
@@ -223,12 +250,13 @@ impl Segment {
         dir: &Path,
         base_offset: u64,
         trusted: TrustedPrefix,
+        key: Option<Arc<SegmentKey>>,
     ) -> Result<Segment, StorageError> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
         let log = backend.open(&log_path, true).map_err(|e| StorageError::io("open segment", &log_path, e))?;
         let offset_index = open_index(backend, dir, base_offset, OFFSET_INDEX_SUFFIX, trusted.offset_entries, false)?;
         let time_index = open_index(backend, dir, base_offset, TIME_INDEX_SUFFIX, trusted.time_entries, false)?;
-        let mut segment = Segment::empty(base_offset, log_path, log, offset_index, time_index);
+        let mut segment = Segment::empty(base_offset, log_path, log, offset_index, time_index, key);
         segment.cut_indexes_and_rebuild_state(trusted.log_bytes)?;
         Ok(segment)
     }
@@ -283,10 +311,11 @@ impl Segment {
             let start = self.size_bytes;
             let view = self.read_log(start, file_len)?;
             let mut at = 0usize;
+            let mut scratch = Vec::new();
             while at < view.len() {
                 let rest = &view[at..];
                 let position = start + at as u64;
-                let header = match self.check_tail_batch(rest, position) {
+                let header = match self.check_tail_batch(rest, position, &mut scratch) {
                     Ok(header) => header,
                     Err(reason) => {
                         scan.torn = Some(reason);
@@ -306,13 +335,20 @@ impl Segment {
         Ok(scan)
     }
 
-    /// Checks one batch at the start of `rest` found by the recovery scan; the error says why it is torn.
-    fn check_tail_batch(&self, rest: &[u8], position: u64) -> Result<BatchHeader, String> {
+    /// Checks one batch at the start of `rest` found by the recovery scan; the error says why it is torn. In
+    /// an encrypted segment the GCM tag is checked too (decrypting into `scratch`): the segment's key was
+    /// matched to its record by fingerprint before the scan, so a failing tag here is damage, not a wrong key
+    /// (the partition leader epoch, outside the CRC but inside the AAD, can be garbled by a torn write).
+    fn check_tail_batch(&self, rest: &[u8], position: u64, scratch: &mut Vec<u8>) -> Result<BatchHeader, String> {
         let header = BatchHeader::parse(rest).map_err(|e| e.to_string())?;
         if rest.len() < header.size() {
             return Err(format!("batch needs {} bytes, {} remain", header.size(), rest.len()));
         }
         batch::check_crc(&rest[..header.size()]).map_err(|e| e.to_string())?;
+        if let Some(key) = &self.key {
+            scratch.clear();
+            encryption::open_batch(key, &rest[..header.size()], scratch)?;
+        }
         if header.base_offset != self.next_offset {
             return Err(format!("base offset {} where {} was expected", header.base_offset, self.next_offset));
         }
@@ -322,8 +358,9 @@ impl Segment {
         Ok(header)
     }
 
-    /// Appends one batch given as its (possibly patched) 61-byte header and the rest, then indexes it. On an
-    /// error the segment is as before (the file is cut back to its old length).
+    /// Appends one batch given as its (possibly patched) 61-byte header and the rest, then indexes it; in an
+    /// encrypted segment the stored form is the sealed batch (`SegmentKey::seal`). On an error the segment is
+    /// as before (the file is cut back to its old length).
     pub fn append(
         &mut self,
         head: &[u8],
@@ -335,11 +372,25 @@ impl Segment {
         assert!(!self.sealed, "append to the sealed segment {}", self.log_path.display());
         assert_eq!(header.base_offset, self.next_offset, "offsets must be contiguous");
         let position = self.size_bytes;
+        let sealed_batch;
+        let (bufs, stored_header): ([&[u8]; 2], BatchHeader) = match &self.key {
+            None => ([head, rest], *header),
+            Some(key) => {
+                sealed_batch = key.seal(head, rest);
+                let stored = BatchHeader::parse(&sealed_batch).expect("a sealed batch has a valid header");
+                assert_eq!(
+                    (stored.base_offset, stored.last_offset_delta, stored.max_timestamp),
+                    (header.base_offset, header.last_offset_delta, header.max_timestamp),
+                    "sealing keeps the readable header"
+                );
+                ([&sealed_batch, &[]], stored)
+            }
+        };
         let result = self
             .log
-            .write_at(position, &[head, rest])
+            .write_at(position, &bufs)
             .map_err(|e| StorageError::io("append to segment", &self.log_path, e))
-            .and_then(|()| self.index_batch(position, header, index_interval_bytes));
+            .and_then(|()| self.index_batch(position, &stored_header, index_interval_bytes));
         if let Err(e) = result {
             // Take the partial batch back out. If even that fails, the bytes past size_bytes are overwritten by
             // the next append, never read, and cut by recovery or close.
@@ -447,6 +498,12 @@ impl Segment {
             Some(e) => (u64::from(e.position), self.base_offset + u64::from(e.relative_offset)),
             None => (0, self.base_offset),
         };
+        // A sealed segment's index is trusted without reading the segment, so a damaged one can point past
+        // the file's end (found by the `index_files` fuzz target: the subtraction in `read_log` overflowed).
+        if start > self.size_bytes {
+            let reason = format!("index entry points at byte {start}, past the segment's {} bytes", self.size_bytes);
+            return Err(self.corrupt(expected, start, reason));
+        }
         let view = self.read_log(start, self.size_bytes)?;
         let mut at = 0usize;
         loop {
@@ -470,6 +527,14 @@ impl Segment {
         }
         if view.len() - at < header.size() {
             return Err(self.corrupt(expected, position, "batch runs past the end of the segment".into()));
+        }
+        // A sealed segment's end offset is the next segment's base, taken from its name without reading the
+        // batches; one whose last batch runs past it would make reads return nothing below the log end (found
+        // by the `log_dir` fuzz target: `leader_epochs_from_batches` asserted progress).
+        if header.last_offset() >= self.next_offset {
+            let reason =
+                format!("batch ends at offset {}, past the segment's end {}", header.last_offset(), self.next_offset);
+            return Err(self.corrupt(expected, position, reason));
         }
         Ok(header)
     }
@@ -501,7 +566,60 @@ impl Segment {
             expected = header.next_offset();
             next = expected;
         }
-        Ok((view.slice(first..end), next))
+        match &self.key {
+            // A plaintext segment holding an encrypted batch has lost its key record: never serve ciphertext.
+            None => match first_flagged(&view[first..end]) {
+                None => Ok((view.slice(first..end), next)),
+                Some((offset, 0)) => {
+                    let reason = "an encrypted batch in a segment without a key record".to_string();
+                    Err(self.corrupt(offset, start + first as u64, reason))
+                }
+                Some((offset, at)) => Ok((view.slice(first..first + at), offset)),
+            },
+            Some(key) => self.decrypt(key, &view[first..end], next),
+        }
+    }
+
+    /// Decrypts the CRC-checked stored batches of a read (a copy: encrypted reads are never zero-copy). A batch
+    /// failing authentication ends the result before it, or fails the read if it is the first.
+    fn decrypt(&self, key: &SegmentKey, stored: &[u8], next: u64) -> Result<(Bytes, u64), StorageError> {
+        let mut out = Vec::with_capacity(stored.len());
+        let mut next_offset = next;
+        for item in batch::split_batches(stored) {
+            let (header, range) = item.expect("whole batches were checked");
+            if let Err(reason) = encryption::open_batch(key, &stored[range], &mut out) {
+                if out.is_empty() {
+                    return Err(self.encryption_error(key, reason));
+                }
+                tracing::error!(segment = %self.log_path.display(), %reason, "encrypted batch not served");
+                next_offset = header.base_offset;
+                break;
+            }
+        }
+        Ok((Bytes::from(out), next_offset))
+    }
+
+    fn encryption_error(&self, key: &SegmentKey, reason: String) -> StorageError {
+        tracing::error!(segment = %self.log_path.display(), key_id = key.id(), %reason, "cannot decrypt batch");
+        StorageError::Encryption { segment: self.log_path.clone(), key_id: key.id().to_string(), reason }
+    }
+
+    /// One stored batch as its plaintext (decrypted in an encrypted segment).
+    fn plaintext(&self, stored: Bytes, position: u64) -> Result<Bytes, StorageError> {
+        match &self.key {
+            None => match first_flagged(&stored) {
+                None => Ok(stored),
+                Some((offset, _)) => {
+                    let reason = "an encrypted batch in a segment without a key record".to_string();
+                    Err(self.corrupt(offset, position, reason))
+                }
+            },
+            Some(key) => {
+                let mut out = Vec::with_capacity(stored.len());
+                encryption::open_batch(key, &stored, &mut out).map_err(|reason| self.encryption_error(key, reason))?;
+                Ok(Bytes::from(out))
+            }
+        }
     }
 
     /// The first record at or after `timestamp_ms` in this segment: its offset and timestamp.
@@ -523,8 +641,18 @@ impl Segment {
             let range = at..at + header.size();
             if header.max_timestamp >= timestamp_ms {
                 let stored = view.slice(range.clone());
+                batch::check_crc(&stored)
+                    .map_err(|e| self.corrupt(header.base_offset, start + at as u64, e.to_string()))?;
+                let stored = self.plaintext(stored, start + at as u64)?;
                 let records = batch::decode_records(&stored)
                     .map_err(|e| self.corrupt(header.base_offset, start + at as u64, e.to_string()))?;
+                // Stored batches were validated once, on append; one damaged since with its CRC intact can
+                // carry offset deltas past its header's, which would answer an offset outside the log (found
+                // by the `log_dir` fuzz target).
+                if records.iter().any(|r| r.offset > header.last_offset()) {
+                    let reason = "record offset deltas run past the batch's last offset".to_string();
+                    return Err(self.corrupt(header.base_offset, start + at as u64, reason));
+                }
                 if let Some(record) = records.iter().find(|r| r.timestamp_ms >= timestamp_ms) {
                     return Ok(Some((record.offset, record.timestamp_ms)));
                 }
@@ -579,6 +707,11 @@ impl Segment {
         &self.log_path
     }
 
+    /// The key the segment is encrypted with, None for plaintext.
+    pub fn key(&self) -> Option<&Arc<SegmentKey>> {
+        self.key.as_ref()
+    }
+
     pub fn base_offset(&self) -> u64 {
         self.base_offset
     }
@@ -622,4 +755,39 @@ fn open_index(
 ) -> Result<IndexFile, StorageError> {
     let entry_bytes = if suffix == OFFSET_INDEX_SUFFIX { OFFSET_ENTRY_BYTES } else { TIME_ENTRY_BYTES };
     IndexFile::open(backend, &segment_path(dir, base_offset, suffix), entry_bytes, entries, sealed)
+}
+
+/// The base offset and position of the first batch flagged as encrypted in `stored` (whole batches), if any.
+fn first_flagged(stored: &[u8]) -> Option<(u64, usize)> {
+    batch::split_batches(stored)
+        .flatten()
+        .find(|(header, _)| header.attributes & ATTR_STORED_ENCRYPTED != 0)
+        .map(|(header, range)| (header.base_offset, range.start))
+}
+
+/// Writes the key record of a new segment and makes it durable before its `.log` is created, or, for a
+/// plaintext segment, removes a stale one durably.
+fn write_key_record(
+    backend: &dyn Backend,
+    dir: &Path,
+    log_path: &Path,
+    key: Option<&SegmentKey>,
+) -> Result<(), StorageError> {
+    let path = encryption::key_record_path(log_path);
+    let sync_dir = || backend.sync_dir(dir).map_err(|e| StorageError::io("fsync directory", dir, e));
+    match key {
+        None => match backend.remove_file(&path) {
+            Ok(()) => sync_dir(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::io("remove stale key record", path, e)),
+        },
+        Some(key) => {
+            let bytes = KeyRecord::of(key).encode();
+            let file = backend.open(&path, true).map_err(|e| StorageError::io("create key record", &path, e))?;
+            file.set_len(0).map_err(|e| StorageError::io("reset key record", &path, e))?;
+            file.write_at(0, &[&bytes]).map_err(|e| StorageError::io("write key record", &path, e))?;
+            file.sync().map_err(|e| StorageError::io("fsync key record", &path, e))?;
+            sync_dir()
+        }
+    }
 }

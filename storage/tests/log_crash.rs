@@ -8,7 +8,7 @@ use bytes::Bytes;
 use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rill_storage::{Durability, FaultyBackend, Log, LogConfig};
+use rill_storage::{Durability, Encryption, FaultyBackend, Keyring, Log, LogConfig};
 
 /// Bytes 12..16 hold the partition leader epoch, which (as in Kafka) no checksum covers: a garbled byte there
 /// in an unflushed batch cannot be told from a real epoch. Flushed batches are compared in full.
@@ -44,8 +44,17 @@ fn config_for(rng: &mut StdRng) -> LogConfig {
         index_interval_bytes: rng.random_range(64..400),
         retention_bytes: rng.random_bool(0.3).then(|| rng.random_range(1_000..4_000)),
         durability,
-        ..LogConfig::default()
+        ..encryption_for(rng)
     }
+}
+
+/// Half the runs encrypt their segments: the crash rules must hold for sealed batches just the same.
+fn encryption_for(rng: &mut StdRng) -> LogConfig {
+    if !rng.random_bool(0.5) {
+        return LogConfig::default();
+    }
+    let keyring = Keyring::with_counter_nonces(vec![("crash".into(), [0x5a; 32])], None, rng.random()).unwrap();
+    LogConfig { encryption: Encryption::Aes256Gcm, keyring: Some(std::sync::Arc::new(keyring)), ..LogConfig::default() }
 }
 
 /// What a run exercised, so the test can insist that every path was taken somewhere.

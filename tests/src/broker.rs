@@ -32,13 +32,15 @@ pub struct BrokerOptions {
     /// Listen on this loopback port instead of a free one picked at start. A cluster needs every port before
     /// any node starts, because each node's flags name the others' addresses.
     pub port: Option<u16>,
+    /// Serve Kafka clients on this loopback port instead of a free one picked at start.
+    pub kafka_port: Option<u16>,
     /// Further flags for `rill-broker`, e.g. `["--durability", "os"]`.
     pub extra_args: Vec<String>,
 }
 
 impl Default for BrokerOptions {
     fn default() -> Self {
-        BrokerOptions { node_id: 1, data_dir: None, port: None, extra_args: Vec::new() }
+        BrokerOptions { node_id: 1, data_dir: None, port: None, kafka_port: None, extra_args: Vec::new() }
     }
 }
 
@@ -53,6 +55,7 @@ pub enum Signal {
 pub struct BrokerProcess {
     options: BrokerOptions,
     port: u16,
+    kafka_port: u16,
     data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
@@ -85,7 +88,9 @@ impl BrokerProcess {
         std::fs::create_dir_all(&data_dir).expect("create data directory");
         let log_path = temp.path().join("broker.log");
         let port = options.port.unwrap_or_else(free_port);
-        let mut broker = BrokerProcess { options, port, data_dir, log_path, child: None, _temp: temp };
+        // Every broker gets its own Kafka port: the default, 9092, would collide between parallel tests.
+        let kafka_port = options.kafka_port.unwrap_or_else(|| free_port_other_than(port));
+        let mut broker = BrokerProcess { options, port, kafka_port, data_dir, log_path, child: None, _temp: temp };
         broker.spawn_process();
         broker
     }
@@ -98,6 +103,11 @@ impl BrokerProcess {
     /// The port the broker listens on, the same across restarts.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `127.0.0.1:PORT`, where the broker serves Kafka clients, the same across restarts.
+    pub fn kafka_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
     }
 
     pub fn node_id(&self) -> u32 {
@@ -184,6 +194,17 @@ impl BrokerProcess {
         self.stop_signal(Signal::Cont);
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGHUP (the broker reloads its TLS files).
+    pub fn sighup(&self) {
+        let child = self.child.as_ref().expect("broker is not running");
+        send_signal(child.id(), "HUP");
+    }
+
     /// Runs the `rill` CLI against this broker.
     pub fn rill(&self, args: &[&str], stdin: &[u8]) -> CliOutput {
         run_rill(&self.addr(), args, stdin)
@@ -199,6 +220,8 @@ impl BrokerProcess {
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(self.addr())
+            .arg("--kafka-listen")
+            .arg(self.kafka_addr())
             .args(&self.options.extra_args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
@@ -215,6 +238,16 @@ impl BrokerProcess {
     ///
     /// If the process exits first or does not answer within the start limit; the message includes its log.
     pub fn wait_ready(&mut self) {
+        let node_id = self.options.node_id;
+        self.wait_ready_by(|address| is_ready(address, node_id));
+    }
+
+    /// Waits until `ready(address)` says the broker is ready (a probe that speaks TLS, say).
+    ///
+    /// # Panics
+    ///
+    /// As [`BrokerProcess::wait_ready`].
+    pub fn wait_ready_by(&mut self, mut ready: impl FnMut(&str) -> bool) {
         assert!(self.child.is_some(), "broker {} is not running", self.options.node_id);
         let deadline = Instant::now() + Duration::from_millis(BROKER_START_MS_MAX);
         let address = self.addr();
@@ -223,7 +256,7 @@ impl BrokerProcess {
                 self.child = None;
                 panic!("broker exited during startup with {status}; log:\n{}", self.log());
             }
-            if is_ready(&address, self.options.node_id) {
+            if ready(&address) {
                 return;
             }
             if Instant::now() >= deadline {
@@ -267,6 +300,16 @@ fn send_signal(pid: u32, signal: &str) {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
+}
+
+/// A free loopback port other than `taken` (which was free a moment ago too, so may be handed out again).
+fn free_port_other_than(taken: u16) -> u16 {
+    loop {
+        let port = free_port();
+        if port != taken {
+            return port;
+        }
+    }
 }
 
 /// What a CLI run produced.
@@ -334,12 +377,31 @@ pub fn run_rill(bootstrap: &str, args: &[&str], stdin: &[u8]) -> CliOutput {
     }
 }
 
-fn read_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+pub(crate) fn read_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
     thread::spawn(move || {
         let mut bytes = Vec::new();
         let _ = pipe.read_to_end(&mut bytes);
         bytes
     })
+}
+
+/// Starts `rill-broker ARGS` on a fresh data directory and a free port, without a Kafka listener, asserts
+/// that it refuses to start, and returns what it printed to stderr.
+///
+/// # Panics
+///
+/// If the broker cannot be run or starts.
+pub fn broker_start_refusal<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
+    let data = tempfile::tempdir().expect("create temporary directory");
+    let out = Command::new(broker_binary())
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--listen", &format!("127.0.0.1:{}", free_port()), "--kafka-listen", "none"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", broker_binary().display()));
+    assert!(!out.status.success(), "the broker must refuse to start with {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The `rill-broker` binary, built on first use.
@@ -379,7 +441,7 @@ fn built_binary(override_var: &str, package: &str, bin: &str) -> PathBuf {
 }
 
 /// `target/<profile>`: the test executable lives in its `deps/` directory.
-fn profile_dir() -> PathBuf {
+pub(crate) fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test executable");
     let deps = exe.parent().expect("executable has a directory");
     let dir = if deps.file_name().is_some_and(|name| name == "deps") {

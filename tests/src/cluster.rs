@@ -62,7 +62,9 @@ impl ClusterProcess {
     /// If a node cannot start or the cluster is not ready in time; the message includes the logs.
     pub fn start(n: u32, options: ClusterOptions) -> ClusterProcess {
         assert!(n >= 1, "a cluster needs at least one node");
-        let ports = distinct_free_ports(n as usize);
+        // gRPC ports, then Kafka ports, all distinct: a port picked later could be one picked and released here.
+        let mut ports = distinct_free_ports(2 * n as usize);
+        let kafka_ports = ports.split_off(n as usize);
         let ids: Vec<u32> = (1..=n).collect();
         // Data directories are chosen up front: proxies recognise a node's connections by them.
         let data_root = tempfile::tempdir().expect("create the cluster's temporary directory");
@@ -90,7 +92,7 @@ impl ClusterProcess {
         let voters =
             client_addresses.iter().map(|(id, address)| format!("{id}@{address}")).collect::<Vec<_>>().join(",");
         let mut nodes = BTreeMap::new();
-        for (id, port) in ids.iter().zip(&ports) {
+        for ((id, port), kafka_port) in ids.iter().zip(&ports).zip(kafka_ports) {
             let client_address = client_addresses[id].clone();
             let mut extra_args = vec![
                 "--advertised-address".to_owned(),
@@ -103,6 +105,7 @@ impl ClusterProcess {
                 node_id: *id,
                 data_dir: Some(data_dirs[id].clone()),
                 port: Some(*port),
+                kafka_port: Some(kafka_port),
                 extra_args,
             });
             nodes.insert(*id, Node { broker, proxy: proxies.remove(id), client_address });

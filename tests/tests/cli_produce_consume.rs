@@ -91,10 +91,10 @@ fn key_separator_puts_equal_keys_in_one_partition() {
 }
 
 #[test]
-fn json_format_has_partition_offset_timestamp_key_and_value() {
+fn json_format_has_partition_offset_timestamp_key_value_and_headers() {
     let broker = broker_with_topic("fields", 1);
     let before_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    broker.rill(&["produce", "fields", "--key", "k1"], b"hello\n").success();
+    broker.rill(&["produce", "fields", "--key", "k1", "--header", "h=1"], b"hello\n").success();
     broker.rill(&["produce", "fields"], b"no key\n").success();
 
     let consumed = broker.rill(&["consume", "fields", "--from-beginning", "--format", "json"], b"").success();
@@ -103,7 +103,8 @@ fn json_format_has_partition_offset_timestamp_key_and_value() {
     let first: Value = serde_json::from_str(lines[0]).unwrap();
     let mut keys: Vec<&String> = first.as_object().unwrap().keys().collect();
     keys.sort();
-    assert_eq!(keys, ["key", "offset", "partition", "timestamp", "value"]);
+    assert_eq!(keys, ["headers", "key", "offset", "partition", "timestamp", "value"]);
+    assert_eq!(first["headers"], serde_json::json!([["h", "1"]]));
     assert_eq!(first["partition"], 0);
     assert_eq!(first["offset"], 0);
     assert_eq!(first["key"], "k1");

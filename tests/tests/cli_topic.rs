@@ -132,11 +132,12 @@ fn cluster_status_reports_the_single_node() {
     assert_eq!(brokers.len(), 1);
     assert_eq!(brokers[0]["id"], 1);
     assert_eq!(brokers[0]["address"], broker.addr());
+    assert_eq!(brokers[0]["kafka_address"], broker.kafka_addr(), "the Kafka listener's address");
     assert_eq!(brokers[0]["state"], "alive");
     assert!(brokers[0]["broker_epoch"].is_u64());
     assert_eq!(status["controller"]["active"], 1);
     assert_eq!(status["controller"]["voters"], serde_json::json!([1]));
 
     let text = broker.rill(&["cluster", "status"], b"").success().stdout;
-    assert!(text.contains("alive") && text.contains(&broker.addr()), "{text}");
+    assert!(text.contains("alive") && text.contains(&broker.addr()) && text.contains(&broker.kafka_addr()), "{text}");
 }

@@ -16,15 +16,20 @@ use std::time::Duration;
 use rill_proto::batch::{self, BatchBuilder, decode_records};
 use tokio::sync::watch;
 
+mod classic;
+
+pub use classic::{ClassicOutcome, Parking};
+
+use super::classic::{ClassicError, ClassicGroup, Completion};
 use super::records::GroupRecord;
 use super::state::{GroupError, GroupState};
 use super::{OFFSETS_TOPIC, offsets_partition_for};
-use crate::cluster_link::{ClusterLink, monotonic_ms};
+use crate::clock::{monotonic_ms, now_ms};
+use crate::cluster_link::ClusterLink;
 use crate::limits::{GROUP_LOAD_WAIT_MS, GROUP_TICK_MS};
 use crate::manager::PartitionManager;
 use crate::metadata::MetadataState;
 use crate::partition::{Partition, PartitionError};
-use crate::service::now_ms;
 
 /// Bytes read per step while loading a shard.
 const LOAD_READ_BYTES: usize = 1024 * 1024;
@@ -42,12 +47,25 @@ pub enum CoordinatorError {
     Group(#[from] GroupError),
     #[error("writing to {partition} failed: {error}")]
     Write { partition: String, error: PartitionError },
+    #[error("{0}")]
+    Classic(ClassicError),
 }
 
 /// The groups of one `__consumer_offsets` partition that this broker leads.
 struct Shard {
     partition: Arc<Partition>,
     leader_epoch: u32,
+    /// Kafka classic-protocol membership (`classic.rs`), by group id: volatile, rebuilt by the members'
+    /// rejoining after a failover. Locked only briefly, never across an `.await`, and after `groups` when both
+    /// are held.
+    classic: Mutex<BTreeMap<String, ClassicGroup>>,
+    /// Changes whenever the shard is built anew, and is part of every classic member id it hands out.
+    incarnation: String,
+    /// Classic groups created in this shard so far: each gets its own incarnation, so a group deleted and
+    /// created again never hands out a member id its earlier self did.
+    classic_created: std::sync::atomic::AtomicU64,
+    /// Classic JoinGroup and SyncGroup requests waiting for their answer, by (group, member, kind).
+    parked: Mutex<HashMap<(String, String, Parking), tokio::sync::oneshot::Sender<Completion>>>,
     loaded: AtomicBool,
     groups: tokio::sync::Mutex<BTreeMap<String, GroupState>>,
     /// When heartbeats arrived, by (group, member), noted before they wait for `groups`: a heartbeat queued
@@ -215,6 +233,7 @@ impl GroupCoordinator {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
             self.follow_leadership();
+            self.tick_classic();
             self.expire_sessions().await;
         }
     }
@@ -241,6 +260,10 @@ impl GroupCoordinator {
                     let shard = Arc::new(Shard {
                         partition,
                         leader_epoch: epoch,
+                        classic: Mutex::new(BTreeMap::new()),
+                        incarnation: format!("{epoch}.{}", now_ms()),
+                        classic_created: std::sync::atomic::AtomicU64::new(0),
+                        parked: Mutex::new(HashMap::new()),
                         loaded: AtomicBool::new(false),
                         groups: tokio::sync::Mutex::new(BTreeMap::new()),
                         arrivals: Mutex::new(HashMap::new()),
@@ -353,7 +376,7 @@ impl GroupCoordinator {
 }
 
 /// Applies one stored record to the groups being loaded; a record that cannot be read is skipped.
-fn apply_stored(
+pub(crate) fn apply_stored(
     groups: &mut BTreeMap<String, GroupState>,
     partition: &str,
     offset: u64,
@@ -365,6 +388,9 @@ fn apply_stored(
         return;
     };
     match GroupRecord::decode(&key, &value) {
+        Ok(GroupRecord::Deleted { group_id }) => {
+            groups.remove(&group_id);
+        }
         Ok(record) => {
             let group_id = record.group_id().to_string();
             groups.entry(group_id.clone()).or_insert_with(|| GroupState::new(&group_id)).apply(record, monotonic_ms());

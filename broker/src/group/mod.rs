@@ -3,8 +3,13 @@
 //! assignment with revocation before hand-off, committed offsets), `assignment.rs` the assignor,
 //! `records.rs` the records it writes, and `coordinator.rs` the tokio shell that writes those records with
 //! acks=all, rebuilds the state from the partition when this broker becomes its leader, and expires sessions.
+//! `classic.rs` is the pure state machine of one group of Kafka's classic protocol (JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup), whose leader member computes the assignment.
 
 pub mod assignment;
+pub mod classic;
+#[cfg(test)]
+mod classic_tests;
 pub mod coordinator;
 pub mod records;
 pub mod state;

@@ -12,6 +12,7 @@ use super::state::Committed;
 pub const RECORD_VERSION: u16 = 0;
 const TYPE_SNAPSHOT: u8 = 0;
 const TYPE_OFFSET_COMMIT: u8 = 1;
+const TYPE_DELETED: u8 = 2;
 
 /// The persisted membership of a group: everything but session deadlines, which restart on a new coordinator.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -37,14 +38,27 @@ pub struct MemberSnapshot {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupRecord {
-    Snapshot { group_id: String, snapshot: GroupSnapshot },
-    OffsetCommit { group_id: String, partition: TopicPartition, committed: Committed },
+    Snapshot {
+        group_id: String,
+        snapshot: GroupSnapshot,
+    },
+    OffsetCommit {
+        group_id: String,
+        partition: TopicPartition,
+        committed: Committed,
+    },
+    /// The group was deleted (DeleteGroups): everything written for it before is void.
+    Deleted {
+        group_id: String,
+    },
 }
 
 impl GroupRecord {
     pub fn group_id(&self) -> &str {
         match self {
-            GroupRecord::Snapshot { group_id, .. } | GroupRecord::OffsetCommit { group_id, .. } => group_id,
+            GroupRecord::Snapshot { group_id, .. }
+            | GroupRecord::OffsetCommit { group_id, .. }
+            | GroupRecord::Deleted { group_id } => group_id,
         }
     }
 
@@ -89,6 +103,10 @@ impl GroupRecord {
                 put_u64(&mut value, committed.offset);
                 put_u64(&mut value, committed.commit_timestamp_ms as u64);
                 put_str(&mut value, &committed.metadata);
+            }
+            GroupRecord::Deleted { group_id } => {
+                key.push(TYPE_DELETED);
+                put_str(&mut key, group_id);
             }
         }
         (key, value)
@@ -157,6 +175,7 @@ impl GroupRecord {
                     committed: Committed { offset, metadata, commit_timestamp_ms },
                 }
             }
+            TYPE_DELETED => GroupRecord::Deleted { group_id: k.str()? },
             other => return Err(format!("unknown group record type {other}")),
         };
         k.end()?;

@@ -395,6 +395,15 @@ impl GroupState {
         Ok(self.write_offsets(offsets, now_ms))
     }
 
+    /// Deletes a group without members, its committed offsets with it.
+    pub fn delete(&mut self) -> Result<Vec<GroupRecord>, GroupError> {
+        if !self.members.is_empty() {
+            return Err(GroupError::NonEmpty { group: self.group_id.clone(), members: self.members.len() });
+        }
+        *self = GroupState::new(&self.group_id);
+        Ok(vec![GroupRecord::Deleted { group_id: self.group_id.clone() }])
+    }
+
     /// Sets offsets of a group without members (an operator's reset).
     pub fn reset_offsets(
         &mut self,
@@ -405,6 +414,12 @@ impl GroupState {
             return Err(GroupError::NonEmpty { group: self.group_id.clone(), members: self.members.len() });
         }
         Ok(self.write_offsets(offsets, now_ms))
+    }
+
+    /// Commits offsets whose committer the caller has already checked (a Kafka classic-protocol member, whose
+    /// membership `group::classic` keeps).
+    pub fn commit_checked(&mut self, offsets: Vec<(TopicPartition, u64, String)>, now_ms: i64) -> Vec<GroupRecord> {
+        self.write_offsets(offsets, now_ms)
     }
 
     fn write_offsets(&mut self, offsets: Vec<(TopicPartition, u64, String)>, now_ms: i64) -> Vec<GroupRecord> {
@@ -422,6 +437,7 @@ impl GroupState {
     pub fn apply(&mut self, record: GroupRecord, now_ms: u64) {
         match record {
             GroupRecord::Snapshot { snapshot, .. } => self.restore(snapshot, now_ms),
+            GroupRecord::Deleted { .. } => *self = GroupState::new(&self.group_id),
             GroupRecord::OffsetCommit { partition, committed, .. } => {
                 self.offsets.insert(partition, committed);
             }

@@ -462,3 +462,23 @@ fn no_two_members_ever_read_the_same_partition() {
         }
     }
 }
+
+#[test]
+fn a_group_is_deleted_only_without_members_and_its_deletion_voids_what_came_before() {
+    let mut group = GroupState::new("g");
+    let (member, _) = join(&mut group, "c", 0);
+    assert!(matches!(group.delete(), Err(GroupError::NonEmpty { members: 1, .. })));
+    group.leave(&member, &counts(4), 10).unwrap();
+    let commit = group.reset_offsets(vec![(TopicPartition::new("t", 0), 7, String::new())], 20).unwrap();
+    let deleted = group.delete().unwrap();
+    assert_eq!(deleted, [GroupRecord::Deleted { group_id: "g".into() }]);
+    assert!(group.offsets.is_empty(), "committed offsets go with the group");
+    let (key, value) = deleted[0].encode();
+    assert_eq!(GroupRecord::decode(&key, &value).unwrap(), deleted[0], "the record round-trips");
+    // Read back in log order, the deletion voids the commit before it.
+    let mut rebuilt = GroupState::new("g");
+    for record in commit.into_iter().chain(deleted) {
+        rebuilt.apply(record, 30);
+    }
+    assert_eq!(rebuilt, GroupState::new("g"));
+}

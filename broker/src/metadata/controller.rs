@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::planner::{self, ControllerError, TopicPolicy};
+use super::planner::{self, ControllerError, SecurityChange, TopicPolicy};
 use super::raft::{MetadataQuorum, QuorumError};
 use super::records::MetadataRecord;
 use super::state::MetadataState;
 use crate::replication::{AcceptedIsr, AlterPartitionError};
+use crate::security::AclBinding;
 
 /// What a heartbeat tells the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,11 +108,32 @@ impl Controller {
         }
     }
 
-    /// Registers a (re)started broker and returns its new broker epoch.
-    pub async fn register_broker(&self, broker_id: u32, address: &str, now_ms: i64) -> Result<u64, ControllerError> {
-        let broker_epoch = self.commit(|state| Ok(planner::register_broker(state, broker_id, address))).await?;
+    /// Registers a (re)started broker with the address of its Kafka listener, if it runs one, and returns its
+    /// new broker epoch.
+    pub async fn register_broker(
+        &self,
+        broker_id: u32,
+        address: &str,
+        kafka_address: Option<&str>,
+        now_ms: i64,
+    ) -> Result<u64, ControllerError> {
+        let mut key = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| ControllerError::Unavailable("the operating system's random source failed".into()))?;
+        let broker_epoch = self
+            .commit(|state| {
+                let mut records = planner::register_broker(state, broker_id, address, kafka_address);
+                // After the registration: its offset is the broker epoch.
+                if state.session_key.is_none() {
+                    use base64::Engine;
+                    let key = base64::engine::general_purpose::STANDARD.encode(key);
+                    records.push(MetadataRecord::SetSessionKey { key });
+                }
+                Ok(records)
+            })
+            .await?;
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).last_heartbeat_ms.insert(broker_id, now_ms);
-        tracing::info!(broker_id, broker_epoch, address, "broker registered");
+        tracing::info!(broker_id, broker_epoch, address, kafka_address, "broker registered");
         Ok(broker_epoch)
     }
 
@@ -199,6 +221,18 @@ impl Controller {
         })
         .await?;
         Ok(granted.expect("set by a successful plan"))
+    }
+
+    /// A user or ACL change (`planner::alter_security`); returns the ACLs a deletion removed.
+    pub async fn alter_security(&self, change: &SecurityChange) -> Result<Vec<AclBinding>, ControllerError> {
+        let mut removed = Vec::new();
+        self.commit(|state| {
+            let (records, deleted) = planner::alter_security(state, change)?;
+            removed = deleted;
+            Ok(records)
+        })
+        .await?;
+        Ok(removed)
     }
 
     /// A partition leader's ISR change.

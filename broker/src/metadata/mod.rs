@@ -9,6 +9,6 @@ pub mod records;
 pub mod state;
 
 pub use controller::{Controller, HeartbeatReply};
-pub use planner::{ControllerError, TopicPolicy};
+pub use planner::{ControllerError, SecurityChange, TopicPolicy};
 pub use records::{MetadataRecord, NO_LEADER, PartitionRecord};
 pub use state::{BrokerRegistration, MetadataState, PartitionState, TopicState};

@@ -39,6 +39,11 @@ pub enum ControllerError {
     Unavailable(String),
     #[error("broker {broker_id} is not registered in epoch {broker_epoch}")]
     StaleBrokerEpoch { broker_id: u32, broker_epoch: u64 },
+    #[error("user '{0}' does not exist")]
+    UnknownUser(String),
+    /// A user or ACL change that can never be made (bad name, iterations out of range, malformed ACL).
+    #[error("{0}")]
+    InvalidSecurityChange(String),
 }
 
 /// Settings the controller applies to new topics.
@@ -47,6 +52,10 @@ pub struct TopicPolicy {
     pub defaults: BTreeMap<String, String>,
     pub batch_bytes_max: u64,
     pub default_replication_factor: u32,
+    /// Whether this node holds an encryption key: without one, a topic with `encryption=aes-256-gcm` is
+    /// refused at creation (the other brokers' keys cannot be seen from here; a replica without a key keeps the
+    /// partition offline with an error naming the topic).
+    pub encryption_key_loaded: bool,
 }
 
 /// Kafka's rule for topic names, so they stay valid file names and portable to Kafka tooling.
@@ -73,8 +82,14 @@ pub fn check_topic_name(name: &str) -> Result<(), ControllerError> {
 /// A broker (re)starts. Every partition it led gets a new leader epoch: a restarted leader may have lost
 /// unflushed records of its old epoch that followers already copied, and writing new records at those
 /// offsets in the same epoch would hide the difference from the followers' divergence check.
-pub fn register_broker(state: &MetadataState, broker_id: u32, address: &str) -> Vec<MetadataRecord> {
-    let mut records = vec![MetadataRecord::RegisterBroker { broker_id, address: address.into() }];
+pub fn register_broker(
+    state: &MetadataState,
+    broker_id: u32,
+    address: &str,
+    kafka_address: Option<&str>,
+) -> Vec<MetadataRecord> {
+    let kafka_address = kafka_address.map(str::to_string);
+    let mut records = vec![MetadataRecord::RegisterBroker { broker_id, address: address.into(), kafka_address }];
     for topic in state.topics.values() {
         for (index, p) in topic.partitions.iter().enumerate() {
             if p.leader == broker_id {
@@ -161,6 +176,13 @@ pub fn create_topic(
     }
     let topic_config = TopicConfig::parse(&config, &policy.defaults, policy.batch_bytes_max)
         .map_err(ControllerError::InvalidConfig)?;
+    if topic_config.log.encryption == rill_storage::Encryption::Aes256Gcm && !policy.encryption_key_loaded {
+        return Err(ControllerError::InvalidConfig(
+            "encryption=aes-256-gcm: the controller has no encryption key; start the brokers with \
+             --encryption-key-file or RILL_ENCRYPTION_KEY"
+                .into(),
+        ));
+    }
     if topic_config.min_insync_replicas > replication_factor {
         return Err(ControllerError::InvalidConfig(format!(
             "min.insync.replicas={} exceeds the replication factor {replication_factor}",
@@ -327,6 +349,9 @@ pub fn unfence_broker(state: &MetadataState, broker_id: u32) -> Vec<MetadataReco
     records.extend(elect_leaderless(state, broker_id));
     records
 }
+
+mod security;
+pub use security::{SecurityChange, alter_security};
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use rill_proto::scram::{Mechanism, ScramCredential};
 use serde::{Deserialize, Serialize};
+
+use crate::security::AclBinding;
+use crate::security::quota::{QuotaEntity, QuotaKey};
 
 /// `PartitionRecord::leader` of a partition that has no leader: every ISR member is fenced and unclean
 /// election is off. Node ids start at 1, so 0 names no broker.
@@ -28,6 +32,10 @@ pub enum MetadataRecord {
     RegisterBroker {
         broker_id: u32,
         address: String,
+        /// The `host:port` Kafka clients reach the broker at; `None` without a Kafka listener, and in records
+        /// written before brokers had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kafka_address: Option<String>,
     },
     /// The broker missed its session timeout: it leaves every ISR and loses its leaderships (the
     /// `PartitionChange` records that do so follow in the same proposal).
@@ -67,5 +75,34 @@ pub enum MetadataRecord {
     BumpProducerEpoch {
         producer_id: i64,
         producer_epoch: i16,
+    },
+    /// A user's SCRAM credential for one mechanism is created or replaced. Only the salted, hashed form is
+    /// ever written (`rill_proto::scram`), never a password.
+    UpsertScramCredential {
+        user: String,
+        mechanism: Mechanism,
+        credential: ScramCredential,
+    },
+    /// A user and every credential it has are removed.
+    DeleteUser {
+        user: String,
+    },
+    CreateAcl {
+        acl: AclBinding,
+    },
+    DeleteAcl {
+        acl: AclBinding,
+    },
+    /// The key (base64) every broker signs and checks session tokens with, so a token from a login on one
+    /// broker is good on all. Written once, with the first broker registration.
+    SetSessionKey {
+        key: String,
+    },
+    /// A client quota set (`Some`) or removed (`None`) for one entity and key.
+    SetQuota {
+        entity: QuotaEntity,
+        key: QuotaKey,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<u64>,
     },
 }

@@ -10,12 +10,12 @@ use rill_proto::v1::{ReplicaFetchError, ReplicaFetchRequest, ReplicaFetchRespons
 use rill_storage::StorageError;
 
 use super::Partition;
+use crate::clock::now_ms;
 use crate::limits::{REPLICA_FETCH_BYTES_MAX, REPLICA_FETCH_WAIT_MS};
 use crate::replication::{BatchMeta, Event, FetchAnswer, FetchError, FetchReply, FetchRequest, ReplicaFetch};
-use crate::service::now_ms;
 
 /// The leader's answer as the follower's state machine takes it, and the record bytes that came with it.
-fn to_answer(response: ReplicaFetchResponse) -> Result<(FetchAnswer, Bytes), String> {
+pub(crate) fn to_answer(response: ReplicaFetchResponse) -> Result<(FetchAnswer, Bytes), String> {
     use ReplicaFetchError as E;
     let error = match ReplicaFetchError::try_from(response.error) {
         Ok(E::ReplicaFetchOk) => None,

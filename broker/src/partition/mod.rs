@@ -10,6 +10,10 @@ mod follower;
 mod producers;
 mod shell;
 
+// The decoders the fuzz targets `producer_snapshot` and `grpc_request` reach through the partition.
+pub(crate) use follower::to_answer;
+pub(crate) use producers::load_producers;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
@@ -207,6 +211,12 @@ impl Partition {
 
     pub fn offsets(&self) -> PartitionOffsets {
         self.offsets.borrow().clone()
+    }
+
+    /// Where `epoch` ends in this replica's log (the start of the next later epoch, or the log end).
+    pub fn epoch_end(&self, epoch: u32) -> replication::EpochEnd {
+        let replica = self.lock_replica();
+        replica.epoch_history().end_offset_for(epoch, replica.log_end_offset())
     }
 
     pub fn subscribe(&self) -> watch::Receiver<PartitionOffsets> {

@@ -31,7 +31,7 @@ fn replay_log(log: &Log, table: &mut ProducerStateTable, upto: u64) -> Result<()
 
 /// The producer state of the log's first `upto` offsets: the latest snapshot at or below `upto` plus the log
 /// after it; from the log start alone when no snapshot is usable.
-pub(super) fn load_producers(log: &Log, upto: u64, partition: &str) -> Result<ProducerStateTable, StorageError> {
+pub(crate) fn load_producers(log: &Log, upto: u64, partition: &str) -> Result<ProducerStateTable, StorageError> {
     let offsets = log.producer_snapshot_offsets()?;
     if let Some(at) = snapshot_to_load(&offsets, upto) {
         let loaded = log.read_producer_snapshot(at)?.ok_or_else(|| "snapshot vanished".to_string()).and_then(|bytes| {

@@ -4,8 +4,8 @@
 
 use rill_proto::batch;
 
+use crate::clock::now_ms;
 use crate::replication::{Command, Event, FetchReply, Replica, Warning};
-use crate::service::now_ms;
 
 use super::{Offline, Partition, producers, storage_epochs};
 use crate::producer_state::ProducerBatch;

@@ -5,15 +5,19 @@ use std::sync::Arc;
 
 use rill_proto::v1::controller_server::Controller as ControllerRpc;
 use rill_proto::v1::{
-    AlterPartitionErrorCode, AlterPartitionRequest, AlterPartitionResponse, BrokerHeartbeatRequest,
-    BrokerHeartbeatResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    InitProducerIdRequest, InitProducerIdResponse, RegisterBrokerRequest, RegisterBrokerResponse,
+    AlterPartitionErrorCode, AlterPartitionRequest, AlterPartitionResponse, AlterSecurityRequest,
+    AlterSecurityResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, InitProducerIdRequest, InitProducerIdResponse, RegisterBrokerRequest,
+    RegisterBrokerResponse,
 };
 use tonic::{Request, Response, Status};
 
-use super::errors::from_controller;
-use super::{BrokerCore, admin, now_ms};
+use super::admin;
+use super::errors::to_proto;
+use crate::clock::now_ms;
+use crate::metadata::SecurityChange;
 use crate::replication::AlterPartitionError;
+use crate::requests::{BrokerCore, Error};
 
 #[derive(Clone)]
 pub struct ControllerService {
@@ -33,9 +37,11 @@ impl ControllerRpc for ControllerService {
         request: Request<RegisterBrokerRequest>,
     ) -> Result<Response<RegisterBrokerResponse>, Status> {
         let r = request.into_inner();
-        let response = match self.core.controller.register_broker(r.broker_id, &r.address, now_ms()).await {
+        let kafka_address = Some(r.kafka_address.as_str()).filter(|a| !a.is_empty());
+        let registered = self.core.controller.register_broker(r.broker_id, &r.address, kafka_address, now_ms());
+        let response = match registered.await {
             Ok(broker_epoch) => RegisterBrokerResponse { error: None, broker_epoch },
-            Err(e) => RegisterBrokerResponse { error: from_controller(&e), broker_epoch: 0 },
+            Err(e) => RegisterBrokerResponse { error: Some(to_proto(&Error::from_controller(&e))), broker_epoch: 0 },
         };
         Ok(Response::new(response))
     }
@@ -49,7 +55,9 @@ impl ControllerRpc for ControllerService {
             Ok(reply) => {
                 BrokerHeartbeatResponse { error: None, fenced: reply.fenced, metadata_offset: reply.metadata_offset }
             }
-            Err(e) => BrokerHeartbeatResponse { error: from_controller(&e), ..Default::default() },
+            Err(e) => {
+                BrokerHeartbeatResponse { error: Some(to_proto(&Error::from_controller(&e))), ..Default::default() }
+            }
         };
         Ok(Response::new(response))
     }
@@ -97,20 +105,46 @@ impl ControllerRpc for ControllerService {
         &self,
         request: Request<CreateTopicsRequest>,
     ) -> Result<Response<CreateTopicsResponse>, Status> {
-        Ok(Response::new(admin::create_topics_here(&self.core, request.into_inner()).await))
+        let request = request.into_inner();
+        let outcomes = self.core.create_topics_here(&admin::new_topics(&request), request.validate_only).await;
+        Ok(Response::new(CreateTopicsResponse { results: admin::topic_results(outcomes) }))
     }
 
     async fn delete_topics(
         &self,
         request: Request<DeleteTopicsRequest>,
     ) -> Result<Response<DeleteTopicsResponse>, Status> {
-        Ok(Response::new(admin::delete_topics_here(&self.core, request.into_inner()).await))
+        let outcomes = self.core.delete_topics_here(&request.into_inner().names).await;
+        Ok(Response::new(DeleteTopicsResponse { results: admin::topic_results(outcomes) }))
     }
 
     async fn init_producer_id(
         &self,
         request: Request<InitProducerIdRequest>,
     ) -> Result<Response<InitProducerIdResponse>, Status> {
-        Ok(Response::new(admin::init_producer_id_here(&self.core, request.into_inner()).await))
+        let request = request.into_inner();
+        let response = match admin::producer_epoch(&request) {
+            Ok(epoch) => {
+                admin::init_producer_id_response(self.core.init_producer_id_here(request.producer_id, epoch).await)
+            }
+            Err(refused) => refused,
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn alter_security(
+        &self,
+        request: Request<AlterSecurityRequest>,
+    ) -> Result<Response<AlterSecurityResponse>, Status> {
+        let change: SecurityChange = serde_json::from_slice(&request.into_inner().change_json)
+            .map_err(|e| Status::invalid_argument(format!("the security change does not decode: {e}")))?;
+        let response = match self.core.alter_security_here(&change).await {
+            Ok(removed) => AlterSecurityResponse {
+                error: None,
+                removed_acls_json: serde_json::to_vec(&removed).expect("ACLs always serialise").into(),
+            },
+            Err(e) => AlterSecurityResponse { error: Some(to_proto(&e)), ..Default::default() },
+        };
+        Ok(Response::new(response))
     }
 }

@@ -1,112 +1,105 @@
-//! Application errors as the typed `Error` carried in responses, with the retriable flag set by code.
+//! The request core's `Error` as the typed `Error` carried in gRPC responses: one mapping of `ErrorKind` to
+//! the proto `ErrorCode`, with the retriable flag the core decides.
 
-use rill_proto::batch::BatchError;
-use rill_proto::v1::{Error, ErrorCode};
-use rill_storage::StorageError;
+use rill_proto::v1::{self as proto, ErrorCode};
 
-use crate::metadata::ControllerError;
-use crate::partition::{Offline, PartitionError};
-use crate::producer_state::Verdict;
+use crate::requests::{Error, ErrorKind};
 
-/// Codes a client may retry as is: the condition is expected to pass without the request changing.
-fn retriable(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::NotLeader
-            | ErrorCode::NotEnoughReplicas
-            | ErrorCode::Timeout
-            | ErrorCode::ShuttingDown
-            | ErrorCode::NotController
-            | ErrorCode::NotCoordinator
-            | ErrorCode::CoordinatorNotAvailable
-    )
-}
-
-pub fn error(code: ErrorCode, message: impl Into<String>) -> Option<Error> {
-    Some(Error { code: code as i32, message: message.into(), retriable: retriable(code) })
-}
-
-pub fn unknown_partition(topic: &str, partition: u32, topic_exists: bool) -> Option<Error> {
-    let message = if topic_exists {
-        format!("topic '{topic}' has no partition {partition}")
-    } else {
-        format!("topic '{topic}' does not exist")
-    };
-    error(ErrorCode::UnknownTopicOrPartition, message)
-}
-
-/// The partition is not hosted here: either it does not exist, or this broker holds no replica of it (a
-/// client with stale metadata), which is `NOT_LEADER` so the client refreshes and retries.
-pub fn missing_partition(core: &super::BrokerCore, topic: &str, partition: u32) -> Option<Error> {
-    let metadata = core.metadata.borrow();
-    match metadata.topic(topic) {
-        Some(t) if (partition as usize) < t.partitions.len() => error(
-            ErrorCode::NotLeader,
-            format!("broker {} is not the leader of {topic}/{partition}", core.config.node_id),
-        ),
-        Some(_) => unknown_partition(topic, partition, true),
-        None => unknown_partition(topic, partition, false),
-    }
-}
-
-/// A hosted partition that is not led here: a follower answers `NOT_LEADER` to clients.
-pub fn not_leader(core: &super::BrokerCore, partition: &str) -> Option<Error> {
-    error(ErrorCode::NotLeader, format!("broker {} is not the leader of {partition}", core.config.node_id))
-}
-
-pub fn from_batch(e: &BatchError) -> Option<Error> {
-    match e {
-        BatchError::CrcMismatch { .. } => error(ErrorCode::CorruptBatch, e.to_string()),
-        _ => error(ErrorCode::InvalidBatch, e.to_string()),
-    }
-}
-
-pub fn from_storage(partition: &str, e: &StorageError) -> Option<Error> {
-    match e {
-        StorageError::OffsetOutOfRange { .. } => error(ErrorCode::OffsetOutOfRange, format!("{partition}: {e}")),
-        StorageError::Corrupt { .. } => error(ErrorCode::CorruptStoredData, format!("{partition}: {e}")),
-        _ => error(ErrorCode::StorageError, format!("{partition}: {e}")),
-    }
-}
-
-pub fn from_partition(partition: &str, e: &PartitionError) -> Option<Error> {
-    match e {
-        PartitionError::Storage(s) => from_storage(partition, s),
-        PartitionError::Offline(_, Offline::TopicDeleted) => {
-            error(ErrorCode::UnknownTopicOrPartition, format!("{partition} was deleted"))
+pub fn code(kind: ErrorKind) -> ErrorCode {
+    match kind {
+        ErrorKind::UnknownTopicOrPartition => ErrorCode::UnknownTopicOrPartition,
+        ErrorKind::BatchTooLarge => ErrorCode::BatchTooLarge,
+        ErrorKind::CorruptBatch => ErrorCode::CorruptBatch,
+        ErrorKind::InvalidBatch => ErrorCode::InvalidBatch,
+        ErrorKind::OffsetOutOfRange => ErrorCode::OffsetOutOfRange,
+        ErrorKind::TopicAlreadyExists => ErrorCode::TopicAlreadyExists,
+        ErrorKind::InvalidConfig => ErrorCode::InvalidConfig,
+        ErrorKind::RequestTooLarge => ErrorCode::RequestTooLarge,
+        // Rill's own clients send no leader epoch; either way the client refreshes metadata and retries.
+        ErrorKind::NotLeader | ErrorKind::FencedLeaderEpoch | ErrorKind::UnknownLeaderEpoch => ErrorCode::NotLeader,
+        ErrorKind::NotEnoughReplicas => ErrorCode::NotEnoughReplicas,
+        ErrorKind::InvalidRequest => ErrorCode::InvalidRequest,
+        ErrorKind::StorageError => ErrorCode::StorageError,
+        // gRPC has no code of its own for a starting broker: the message says it, and the client retries.
+        ErrorKind::Timeout | ErrorKind::NotReady => ErrorCode::Timeout,
+        ErrorKind::InvalidReplicationFactor => ErrorCode::InvalidReplicationFactor,
+        ErrorKind::InvalidPartitions => ErrorCode::InvalidPartitions,
+        ErrorKind::InvalidTopicName => ErrorCode::InvalidTopicName,
+        ErrorKind::ShuttingDown => ErrorCode::ShuttingDown,
+        ErrorKind::CorruptStoredData => ErrorCode::CorruptStoredData,
+        ErrorKind::NotController => ErrorCode::NotController,
+        ErrorKind::StaleBrokerEpoch => ErrorCode::StaleBrokerEpoch,
+        ErrorKind::OutOfOrderSequence => ErrorCode::OutOfOrderSequence,
+        ErrorKind::ProducerFenced => ErrorCode::ProducerFenced,
+        ErrorKind::UnknownProducerId => ErrorCode::UnknownProducerId,
+        ErrorKind::NotCoordinator => ErrorCode::NotCoordinator,
+        ErrorKind::CoordinatorNotAvailable => ErrorCode::CoordinatorNotAvailable,
+        ErrorKind::UnknownMemberId => ErrorCode::UnknownMemberId,
+        ErrorKind::StaleGeneration => ErrorCode::StaleGeneration,
+        ErrorKind::NonEmptyGroup => ErrorCode::NonEmptyGroup,
+        // Only Kafka clients meet these; the message says what happened.
+        ErrorKind::RebalanceInProgress => ErrorCode::StaleGeneration,
+        ErrorKind::InconsistentGroupProtocol | ErrorKind::InvalidSessionTimeout | ErrorKind::GroupMaxSizeReached => {
+            ErrorCode::InvalidRequest
         }
-        PartitionError::Offline(_, Offline::ShuttingDown) => error(ErrorCode::ShuttingDown, e.to_string()),
-        PartitionError::Offline(_, Offline::StorageFailed(_)) => error(ErrorCode::StorageError, e.to_string()),
-        PartitionError::Timeout(_) => error(ErrorCode::Timeout, format!("{partition}: {e}")),
-        PartitionError::NotLeader(_) => error(ErrorCode::NotLeader, e.to_string()),
-        PartitionError::NotEnoughReplicas { .. } => error(ErrorCode::NotEnoughReplicas, e.to_string()),
-        PartitionError::InvalidRequest(_) => error(ErrorCode::InvalidRequest, e.to_string()),
-        PartitionError::Producer { verdict, .. } => {
-            let code = match verdict {
-                Verdict::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
-                Verdict::ProducerFenced { .. } => ErrorCode::ProducerFenced,
-                Verdict::UnknownProducerId => ErrorCode::UnknownProducerId,
-                Verdict::InvalidProducerFields { .. } => ErrorCode::InvalidBatch,
-                Verdict::TooManyProducers | Verdict::Append | Verdict::Duplicate { .. } => ErrorCode::InvalidRequest,
-            };
-            error(code, e.to_string())
+        ErrorKind::GroupIdNotFound => ErrorCode::UnknownTopicOrPartition,
+        ErrorKind::TopicAuthorizationFailed => ErrorCode::TopicAuthorizationFailed,
+        ErrorKind::GroupAuthorizationFailed => ErrorCode::GroupAuthorizationFailed,
+        ErrorKind::ClusterAuthorizationFailed => ErrorCode::ClusterAuthorizationFailed,
+        // SASL is the Kafka listener's; over gRPC every failed login reads the same.
+        ErrorKind::AuthenticationFailed | ErrorKind::UnsupportedSaslMechanism | ErrorKind::IllegalSaslState => {
+            ErrorCode::AuthenticationFailed
         }
+        ErrorKind::ResourceNotFound => ErrorCode::ResourceNotFound,
+        ErrorKind::Unknown => ErrorCode::Unknown,
     }
 }
 
-pub fn from_controller(e: &ControllerError) -> Option<Error> {
-    let code = match e {
-        ControllerError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
-        ControllerError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
-        ControllerError::InvalidTopicName { .. } => ErrorCode::InvalidTopicName,
-        ControllerError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
-        ControllerError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
-        ControllerError::InvalidConfig(_) => ErrorCode::InvalidConfig,
-        ControllerError::NotController { .. } => ErrorCode::NotController,
-        ControllerError::Unavailable(_) => ErrorCode::Timeout,
-        ControllerError::StaleBrokerEpoch { .. } => ErrorCode::StaleBrokerEpoch,
-        ControllerError::UnknownProducerId { .. } => ErrorCode::UnknownProducerId,
-        ControllerError::ProducerFenced { .. } => ErrorCode::ProducerFenced,
-    };
-    error(code, e.to_string())
+pub fn to_proto(error: &Error) -> proto::Error {
+    proto::Error { code: code(error.kind) as i32, message: error.message.clone(), retriable: error.retriable() }
+}
+
+/// A response's optional error field from an outcome.
+pub fn field<T>(result: &Result<T, Error>) -> Option<proto::Error> {
+    result.as_ref().err().map(to_proto)
+}
+
+/// An `InvalidRequest` error for a field the proto decoder let through but the core's types cannot hold.
+pub fn invalid(message: impl Into<String>) -> Option<proto::Error> {
+    Some(to_proto(&Error::invalid(message)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::requests::error_from_proto;
+
+    #[test]
+    fn every_kind_survives_the_internal_round_trip_but_those_grpc_has_no_code_for() {
+        use ErrorKind::*;
+        // Kinds only Kafka clients or a starting broker produce, and the code each travels as.
+        let folded = [
+            (NotReady, Timeout),
+            (FencedLeaderEpoch, NotLeader),
+            (UnknownLeaderEpoch, NotLeader),
+            (RebalanceInProgress, StaleGeneration),
+            (InconsistentGroupProtocol, InvalidRequest),
+            (InvalidSessionTimeout, InvalidRequest),
+            (GroupMaxSizeReached, InvalidRequest),
+            (GroupIdNotFound, UnknownTopicOrPartition),
+            (UnsupportedSaslMechanism, AuthenticationFailed),
+            (IllegalSaslState, AuthenticationFailed),
+        ];
+        for kind in ErrorKind::ALL {
+            let expected = folded.iter().find(|(k, _)| *k == kind).map_or(kind, |(_, back)| *back);
+            let back = error_from_proto(&to_proto(&Error::new(kind, "m")));
+            assert_eq!(back, Error::new(expected, "m"), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_retriable_flag_follows_the_kind() {
+        assert!(to_proto(&Error::new(ErrorKind::NotLeader, "")).retriable);
+        assert!(!to_proto(&Error::new(ErrorKind::CorruptBatch, "")).retriable);
+    }
 }

@@ -6,7 +6,7 @@ use rill_proto::v1::replication_server::Replication;
 use rill_proto::v1::{ReplicaFetchError, ReplicaFetchRequest, ReplicaFetchResponse};
 use tonic::{Request, Response, Status};
 
-use super::BrokerCore;
+use crate::requests::BrokerCore;
 
 #[derive(Clone)]
 pub struct ReplicationService {

@@ -16,6 +16,7 @@ struct StatusJson {
 struct BrokerJson {
     id: u32,
     address: String,
+    kafka_address: Option<String>,
     state: &'static str,
     broker_epoch: u64,
 }
@@ -39,9 +40,12 @@ pub async fn status(client: ClientConfig, format: Format) -> anyhow::Result<()> 
             let rows: Vec<Vec<String>> = cluster
                 .brokers
                 .iter()
-                .map(|b| vec![b.id.to_string(), b.address.clone(), state(b.fenced).into(), b.broker_epoch.to_string()])
+                .map(|b| {
+                    let kafka = b.kafka_address.clone().unwrap_or_else(|| "-".into());
+                    vec![b.id.to_string(), b.address.clone(), kafka, state(b.fenced).into(), b.broker_epoch.to_string()]
+                })
                 .collect();
-            let mut text = table(&["ID", "ADDRESS", "STATE", "BROKER_EPOCH"], &rows);
+            let mut text = table(&["ID", "ADDRESS", "KAFKA_ADDRESS", "STATE", "BROKER_EPOCH"], &rows);
             text.push_str(&format!(
                 "controller: active {}, voters {}\n",
                 cluster.active_controller,
@@ -57,7 +61,13 @@ fn to_json(cluster: ClusterDescription) -> StatusJson {
         brokers: cluster
             .brokers
             .into_iter()
-            .map(|b| BrokerJson { id: b.id, address: b.address, state: state(b.fenced), broker_epoch: b.broker_epoch })
+            .map(|b| BrokerJson {
+                id: b.id,
+                address: b.address,
+                kafka_address: b.kafka_address,
+                state: state(b.fenced),
+                broker_epoch: b.broker_epoch,
+            })
             .collect(),
         controller: ControllerJson { active: cluster.active_controller, voters: cluster.voters },
     }

@@ -173,6 +173,8 @@ struct JsonRecord<'a> {
     timestamp: i64,
     key: Option<Cow<'a, str>>,
     value: Option<Cow<'a, str>>,
+    /// `[key, value]` pairs in record order (a key may repeat; a value may be null).
+    headers: Vec<(&'a str, Option<Cow<'a, str>>)>,
 }
 
 /// Appends one output line for `record`: its raw value, or a JSON object with lossily decoded key and value.
@@ -190,6 +192,11 @@ fn format_record(record: &ConsumerRecord, format: RecordFormat, line: &mut Vec<u
                 timestamp: record.timestamp_ms,
                 key: record.key.as_deref().map(String::from_utf8_lossy),
                 value: record.value.as_deref().map(String::from_utf8_lossy),
+                headers: record
+                    .headers
+                    .iter()
+                    .map(|h| (h.key.as_str(), h.value.as_deref().map(String::from_utf8_lossy)))
+                    .collect(),
             };
             serde_json::to_writer(&mut *line, &json).expect("serialising to a Vec cannot fail");
         }
@@ -227,7 +234,19 @@ mod tests {
         format_record(&record(None, Some(b"caf\xc3\xa9 \xff")), RecordFormat::Json, &mut line);
         assert_eq!(
             String::from_utf8(line).unwrap(),
-            "{\"partition\":1,\"offset\":42,\"timestamp\":1700000000000,\"key\":null,\"value\":\"caf\u{e9} \u{fffd}\"}\n"
+            "{\"partition\":1,\"offset\":42,\"timestamp\":1700000000000,\"key\":null,\"value\":\"caf\u{e9} \u{fffd}\",\"headers\":[]}\n"
         );
+    }
+
+    #[test]
+    fn json_format_lists_headers_as_pairs() {
+        let mut with_headers = record(Some(b"k"), Some(b"v"));
+        with_headers.headers = vec![
+            rill_client::Header { key: "a".into(), value: Some(Bytes::from_static(b"1")) },
+            rill_client::Header { key: "b".into(), value: None },
+        ];
+        let mut line = Vec::new();
+        format_record(&with_headers, RecordFormat::Json, &mut line);
+        assert!(String::from_utf8(line).unwrap().ends_with(",\"headers\":[[\"a\",\"1\"],[\"b\",null]]}\n"));
     }
 }

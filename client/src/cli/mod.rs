@@ -2,15 +2,18 @@
 
 mod cluster;
 mod consume;
+mod dev_certs;
 mod group;
 mod output;
 mod produce;
+mod security;
 mod topic;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use rill_client::{Acks, ClientConfig, DEFAULT_BOOTSTRAP};
+use rill_client::{Acks, ClientConfig, Compression, DEFAULT_BOOTSTRAP, TlsConfig};
 
 /// Rill command-line client.
 #[derive(Debug, Parser)]
@@ -26,9 +29,38 @@ pub struct Cli {
         value_parser = parse_bootstrap
     )]
     pub bootstrap: Bootstrap,
+    /// PEM CA bundle to verify brokers' certificates against. Any of the `--tls-*` options turns TLS on.
+    #[arg(long, global = true, env = "RILL_TLS_CA", value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for brokers started with `--tls-client-auth request|require`.
+    #[arg(long, global = true, env = "RILL_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, global = true, env = "RILL_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Log in as this SCRAM user (with `--password`); requests then act as `User:NAME`.
+    #[arg(long, global = true, env = "RILL_USER", value_name = "NAME")]
+    pub user: Option<String>,
+    /// The password of `--user`.
+    #[arg(long, global = true, env = "RILL_PASSWORD", hide_env_values = true, requires = "user")]
+    pub password: Option<String>,
+    /// SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, global = true, env = "RILL_SASL_MECHANISM", default_value = "SCRAM-SHA-256")]
+    pub sasl_mechanism: String,
+    /// Name this client to the brokers, for client-id quotas.
+    #[arg(long, global = true, env = "RILL_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The TLS settings, if any `--tls-*` option is given.
+    pub fn tls(&self) -> Option<TlsConfig> {
+        let tls = TlsConfig { ca: self.tls_ca.clone(), cert: self.tls_cert.clone(), key: self.tls_key.clone() };
+        (tls != TlsConfig::default()).then_some(tls)
+    }
 }
 
 /// A validated bootstrap list.
@@ -60,6 +92,39 @@ pub enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// Write a local development CA, a broker certificate and client certificates into DIR.
+    DevCerts(DevCertsArgs),
+    /// Create, delete and list SCRAM users.
+    User {
+        #[command(subcommand)]
+        command: security::UserCommand,
+    },
+    /// Add, remove and list ACLs (checked by brokers started with --authorizer on).
+    Acl {
+        #[command(subcommand)]
+        command: security::AclCommand,
+    },
+    /// Set and list client quotas (produce and fetch byte rates, request rates), enforced by every broker.
+    Quota {
+        #[command(subcommand)]
+        command: security::QuotaCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DevCertsArgs {
+    /// Directory to write ca.pem, ca-key.pem, broker.pem, broker-key.pem and NAME.pem, NAME-key.pem into.
+    pub dir: PathBuf,
+    /// Another name (or IP address) the broker certificate is valid for, besides localhost, 127.0.0.1 and ::1;
+    /// repeatable (Docker container names, say).
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+    /// A client certificate with common name NAME (principal `User:NAME`); repeatable [default: admin].
+    #[arg(long = "client", value_name = "NAME")]
+    pub clients: Vec<String>,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +263,9 @@ pub struct ProduceArgs {
     /// Split each line at the first SEP into key and value.
     #[arg(long, value_name = "SEP", value_parser = non_empty)]
     pub key_separator: Option<String>,
+    /// A header of every record (repeatable).
+    #[arg(long = "header", value_name = "KEY=VALUE", value_parser = header_arg)]
+    pub headers: Vec<(String, String)>,
     /// Write every record to this partition instead of partitioning by key.
     #[arg(long)]
     pub partition: Option<u32>,
@@ -213,6 +281,17 @@ pub struct ProduceArgs {
     /// Largest batch in bytes.
     #[arg(long, default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
     pub batch_bytes: u64,
+    /// Codec each batch is compressed with: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value_t = Compression::None)]
+    pub compression: Compression,
+}
+
+/// `KEY=VALUE`, split at the first `=`; the key must not be empty.
+fn header_arg(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
 }
 
 fn non_empty(s: &str) -> Result<String, String> {
@@ -223,7 +302,7 @@ fn non_empty(s: &str) -> Result<String, String> {
 pub enum RecordFormat {
     /// The value only, as raw bytes.
     Value,
-    /// `{"partition","offset","timestamp","key","value"}` per line.
+    /// `{"partition","offset","timestamp","key","value","headers"}` per line; headers as `[key, value]` pairs.
     Json,
 }
 
@@ -262,13 +341,33 @@ pub struct ConsumeArgs {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = ClientConfig { bootstrap: cli.bootstrap.0, ..ClientConfig::default() };
+    let sasl = match (&cli.user, &cli.password) {
+        (Some(user), Some(password)) => {
+            let mechanism = rill_client::SaslMechanism::parse(&cli.sasl_mechanism).ok_or_else(|| {
+                anyhow::anyhow!("--sasl-mechanism '{}' is not SCRAM-SHA-256 or SCRAM-SHA-512", cli.sasl_mechanism)
+            })?;
+            Some(rill_client::SaslConfig { user: user.clone(), password: password.clone(), mechanism })
+        }
+        (Some(user), None) => anyhow::bail!("--user {user} needs --password (or RILL_PASSWORD)"),
+        _ => None,
+    };
+    let client = ClientConfig {
+        tls: cli.tls(),
+        sasl,
+        client_id: cli.client_id.clone(),
+        bootstrap: cli.bootstrap.0,
+        ..ClientConfig::default()
+    };
     match cli.command {
+        Command::DevCerts(args) => dev_certs::run(args),
         Command::Topic { command } => topic::run(client, command).await,
         Command::Cluster { command: ClusterCommand::Status { format } } => cluster::status(client, format).await,
         Command::Produce(args) => produce::run(client, args).await,
         Command::Consume(args) => consume::run(client, args).await,
         Command::Group { command } => group::run(client, command).await,
+        Command::User { command } => security::users(client, command).await,
+        Command::Acl { command } => security::acls(client, command).await,
+        Command::Quota { command } => security::quotas(client, command).await,
     }
 }
 
@@ -343,12 +442,37 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_on_when_any_tls_option_is_given() {
+        assert_eq!(parse(&["topic", "list"]).unwrap().tls(), None);
+        let cli = parse(&["topic", "list", "--tls-ca", "ca.pem", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        let tls = cli.tls().unwrap();
+        assert_eq!(tls.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!((tls.cert, tls.key), (Some(PathBuf::from("c.pem")), Some(PathBuf::from("k.pem"))));
+        let cli = parse(&["--tls-cert", "c.pem", "cluster", "status"]).unwrap();
+        assert_eq!(cli.tls().unwrap().ca, None, "the client says it needs --tls-ca when it connects");
+        let cli = parse(&["dev-certs", "certs", "--host", "rill-1", "--client", "alice", "--client", "bob"]).unwrap();
+        let Command::DevCerts(args) = cli.command else { panic!("wrong command") };
+        assert_eq!((args.hosts.len(), args.clients.len(), args.force), (1, 2, false));
+    }
+
+    #[test]
     fn produce_defaults_match_the_producer() {
         let cli = parse(&["produce", "demo"]).unwrap();
         let Command::Produce(args) = cli.command else { panic!("wrong command") };
         assert_eq!(args.acks, AcksArg::All);
         assert_eq!(args.linger_ms, 5);
         assert_eq!(args.batch_bytes, 1024 * 1024);
+        assert_eq!(args.compression, Compression::None);
+    }
+
+    #[test]
+    fn produce_takes_every_compression_codec_by_name() {
+        for codec in Compression::ALL {
+            let cli = parse(&["produce", "demo", "--compression", codec.name()]).unwrap();
+            let Command::Produce(args) = cli.command else { panic!("wrong command") };
+            assert_eq!(args.compression, codec);
+        }
+        assert!(parse(&["produce", "demo", "--compression", "brotli"]).is_err());
     }
 
     #[test]

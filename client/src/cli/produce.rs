@@ -57,6 +57,7 @@ fn producer_config(args: &ProduceArgs) -> ProducerConfig {
         linger_ms: args.linger_ms,
         batch_bytes_max,
         acks: args.acks.into(),
+        compression: args.compression,
         idempotence: match args.idempotence {
             Some(choice) => choice == OnOff::On,
             None => args.acks == AcksArg::All,
@@ -122,6 +123,9 @@ fn record_for_line(args: &ProduceArgs, line: Vec<u8>, line_number: u64) -> anyho
     if let Some(key) = &args.key {
         record = record.key(key.clone());
     }
+    for (key, value) in &args.headers {
+        record = record.header(key.clone(), value.clone().into_bytes());
+    }
     if let Some(partition) = args.partition {
         record = record.partition(partition);
     }
@@ -177,12 +181,30 @@ mod tests {
             topic: "demo".into(),
             key: None,
             key_separator: key_separator.map(str::to_owned),
+            headers: Vec::new(),
             partition: None,
             acks: AcksArg::All,
             idempotence: None,
             linger_ms: 5,
             batch_bytes: 1 << 20,
+            compression: rill_client::Compression::None,
         }
+    }
+
+    #[test]
+    fn every_record_carries_the_headers_given() {
+        let with = ProduceArgs { headers: vec![("h".into(), "v".into()), ("h".into(), String::new())], ..args(None) };
+        let record = record_for_line(&with, b"x".to_vec(), 1).unwrap();
+        let headers: Vec<(&str, Option<&[u8]>)> =
+            record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref())).collect();
+        assert_eq!(headers, [("h", Some(&b"v"[..])), ("h", Some(&b""[..]))]);
+    }
+
+    #[test]
+    fn the_compression_flag_reaches_the_producer() {
+        let zstd = ProduceArgs { compression: rill_client::Compression::Zstd, ..args(None) };
+        assert_eq!(producer_config(&zstd).compression, rill_client::Compression::Zstd);
+        assert_eq!(producer_config(&args(None)).compression, rill_client::Compression::None);
     }
 
     #[test]

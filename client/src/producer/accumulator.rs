@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use rill_proto::Compression;
 use rill_proto::batch::{BATCH_HEADER_BYTES, BatchBuilder, advance_sequence, set_producer_fields};
 use tokio::sync::{Semaphore, watch};
 
@@ -180,7 +181,10 @@ pub(crate) struct NewRecord<'a> {
 }
 
 pub(crate) struct Accumulator {
+    /// Counted in uncompressed bytes: a sealed batch is never larger (see `BatchBuilder::size_bytes`).
     batch_bytes_max: usize,
+    /// The codec batches are compressed with when sealed.
+    compression: Compression,
     linger: Duration,
     delivery_timeout: Duration,
     /// The producer's buffer semaphore, which batches give their records' permits back to (`None` in tests).
@@ -223,6 +227,7 @@ impl Accumulator {
             epoch_bump_wanted: false,
             fatal: None,
             batch_bytes_max,
+            compression: Compression::None,
             linger,
             delivery_timeout,
             queues: FastMap::default(),
@@ -232,6 +237,12 @@ impl Accumulator {
             flushing: 0,
             closing: false,
         }
+    }
+
+    /// Compresses every batch started from now on with `compression`.
+    pub fn with_compression(mut self, compression: Compression) -> Accumulator {
+        self.compression = compression;
+        self
     }
 
     /// Whether a record of `size_bound` bytes can ever fit in a batch of `batch_bytes_max`.
@@ -366,7 +377,9 @@ impl Accumulator {
         let batch = ProducerBatch {
             id,
             tp: tp.clone(),
-            builder: Some(BatchBuilder::with_capacity(self.batch_bytes_max.min(64 * 1024))),
+            builder: Some(
+                BatchBuilder::with_capacity(self.batch_bytes_max.min(64 * 1024)).with_compression(self.compression),
+            ),
             encoded: None,
             record_count: 0,
             completion: BatchCompletion::new(Arc::from(tp.topic.as_str()), tp.partition),

@@ -310,3 +310,49 @@ fn a_fatal_error_fails_everything_queued_and_stops_sending() {
     acc.finished(&tp, in_flight.id);
     assert!(acc.is_empty());
 }
+
+#[test]
+fn compressed_batches_are_sealed_compressed_and_within_the_batch_limit() {
+    let now = Instant::now();
+    let tp = TopicPartition::new("t", 0);
+    for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        let mut acc = accumulator(4096).with_compression(codec);
+        for i in 0..200 {
+            let _ = append(&mut acc, Some(0), &format!("record {} {}", i % 10, "z".repeat(50)), now);
+        }
+        let batch = acc.take(&tp).unwrap();
+        let bytes = batch.bytes();
+        let header = rill_proto::batch::validate(&bytes).unwrap();
+        assert_eq!(header.compression(), Ok(codec));
+        assert!(bytes.len() < 4096 / 2, "{codec}: {} bytes", bytes.len());
+        assert_eq!(batch.size_bytes(), bytes.len(), "a sealed batch counts its compressed size");
+        let records = rill_proto::batch::decode_records(&bytes).unwrap();
+        assert_eq!(records.len(), batch.record_count() as usize);
+    }
+}
+
+#[test]
+fn incompressible_records_still_fit_the_batch_limit_under_compression() {
+    let now = Instant::now();
+    let tp = TopicPartition::new("t", 0);
+    // Random printable characters, six random bits each: whether or not a codec shrinks them, the sealed
+    // batch must stay within the limit it was filled to.
+    let mut state = 1u64;
+    let mut noise = || {
+        (0..300)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                char::from(b'!' + ((state >> 58) as u8))
+            })
+            .collect::<String>()
+    };
+    for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        let mut acc = accumulator(1024).with_compression(codec);
+        for _ in 0..3 {
+            let _ = append(&mut acc, Some(0), &noise(), now);
+        }
+        let batch = acc.take(&tp).unwrap();
+        assert!(batch.bytes().len() <= 1024, "{codec}: {} bytes", batch.bytes().len());
+        rill_proto::batch::validate(&batch.bytes()).unwrap();
+    }
+}

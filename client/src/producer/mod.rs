@@ -112,7 +112,8 @@ impl Producer {
             Duration::from_millis(config.delivery_timeout_ms),
             identity,
             Some(buffer.clone()),
-        );
+        )
+        .with_compression(config.compression);
         let shared = Arc::new(Shared {
             cluster,
             buffer,

@@ -168,10 +168,8 @@ async fn send_request(
             .map(|b| PartitionRecords { topic: b.tp.topic.clone(), partition: b.tp.partition, records: b.bytes() })
             .collect(),
     };
-    let mut grpc_request = tonic::Request::new(request);
     // The broker may wait up to request_timeout_ms for replication; give the transport a margin beyond it.
-    grpc_request
-        .set_timeout(Duration::from_millis(config.request_timeout_ms) + shared.cluster.config().request_timeout());
+    let grpc_request = shared.cluster.request(request, Duration::from_millis(config.request_timeout_ms));
     let answer = match shared.cluster.client(&address) {
         Ok(mut client) => client.produce(grpc_request).await.map_err(|status| Error::from_status(&address, &status)),
         Err(e) => Err(e),

@@ -67,8 +67,8 @@ fn truncation_is_reported_as_truncated() {
 }
 
 #[test]
-fn compressed_and_transactional_batches_are_refused_as_unsupported() {
-    for attr in [0x0001i16, 0x0010] {
+fn transactional_and_control_batches_are_refused_as_unsupported() {
+    for attr in [0x0010i16, 0x0020, 0x0011, 0x0024] {
         let mut batch = sample_batch().to_vec();
         batch[21..23].copy_from_slice(&attr.to_be_bytes());
         let crc = crc32c::crc32c(&batch[21..]);

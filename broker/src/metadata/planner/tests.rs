@@ -1,7 +1,12 @@
 use super::*;
 
 fn policy() -> TopicPolicy {
-    TopicPolicy { defaults: BTreeMap::new(), batch_bytes_max: 1 << 20, default_replication_factor: 3 }
+    TopicPolicy {
+        defaults: BTreeMap::new(),
+        batch_bytes_max: 1 << 20,
+        default_replication_factor: 3,
+        encryption_key_loaded: false,
+    }
 }
 
 /// Plans against the state and applies the plan.
@@ -22,7 +27,7 @@ fn apply(state: &mut MetadataState, records: &[MetadataRecord]) {
 fn cluster() -> MetadataState {
     let mut state = MetadataState::default();
     for id in 1..=3 {
-        let records = register_broker(&state, id, &format!("h:{id}"));
+        let records = register_broker(&state, id, &format!("h:{id}"), None);
         apply(&mut state, &records);
     }
     let records = create_topic(&state, &policy(), "t", 1, 3, BTreeMap::new()).unwrap();
@@ -38,7 +43,7 @@ fn partition(state: &MetadataState) -> PartitionRecord {
 fn broker_epoch_is_the_offset_of_its_registration_and_grows_on_restart() {
     let mut state = cluster();
     let first = state.brokers[&2].broker_epoch;
-    step(&mut state, |s| register_broker(s, 2, "h:2"));
+    step(&mut state, |s| register_broker(s, 2, "h:2", None));
     assert!(state.brokers[&2].broker_epoch > first);
 }
 
@@ -46,7 +51,7 @@ fn broker_epoch_is_the_offset_of_its_registration_and_grows_on_restart() {
 fn a_restarted_leader_gets_a_new_leader_epoch() {
     let mut state = cluster();
     let before = partition(&state);
-    step(&mut state, |s| register_broker(s, before.leader, "h:1"));
+    step(&mut state, |s| register_broker(s, before.leader, "h:1", None));
     let after = partition(&state);
     assert_eq!(after.leader, before.leader);
     assert_eq!(after.leader_epoch, before.leader_epoch + 1);
@@ -176,6 +181,16 @@ fn min_insync_replicas_defaults_to_two_from_three_replicas_on() {
     let records = create_topic(&state, &policy(), "m", 1, 3, explicit).unwrap();
     let MetadataRecord::CreateTopic { config, .. } = &records[0] else { panic!() };
     assert_eq!(config["min.insync.replicas"], "3");
+}
+
+#[test]
+fn an_encrypted_topic_needs_a_key_on_the_controller() {
+    let state = cluster();
+    let config: BTreeMap<_, _> = [("encryption".to_string(), "aes-256-gcm".to_string())].into();
+    let err = create_topic(&state, &policy(), "secret", 1, 3, config.clone()).unwrap_err();
+    assert!(matches!(&err, ControllerError::InvalidConfig(m) if m.contains("no encryption key")), "{err:?}");
+    let keyed = TopicPolicy { encryption_key_loaded: true, ..policy() };
+    assert!(create_topic(&state, &keyed, "secret", 1, 3, config).is_ok());
 }
 
 #[test]

@@ -55,7 +55,7 @@ pub const STATE_FILE_BYTES_MAX: u32 = 64 * 1024;
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES_MAX as usize + (1 << 20) <= GRPC_MESSAGE_BYTES_MAX);
 
 /// Settings of the controller quorum. The defaults suit a three-node cluster on one host or one LAN.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct QuorumConfig {
     /// How often the leader sends heartbeats; also openraft's deadline for one AppendEntries.
     pub heartbeat_interval_ms: u64,
@@ -78,6 +78,9 @@ pub struct QuorumConfig {
     pub entries_kept_after_snapshot: u64,
     /// A log segment file rolls once it reaches this size; purging deletes whole segments.
     pub log_segment_bytes_max: u64,
+    /// TLS towards the other voters (verified against the CA, presenting this broker's certificate);
+    /// `None` dials them in plaintext.
+    pub peer_tls: Option<Arc<crate::security::tls::Tls>>,
 }
 
 impl Default for QuorumConfig {
@@ -94,6 +97,7 @@ impl Default for QuorumConfig {
             snapshot_interval_entries: 1_000,
             entries_kept_after_snapshot: 100,
             log_segment_bytes_max: 4 * 1024 * 1024,
+            peer_tls: None,
         }
     }
 }
@@ -131,6 +135,7 @@ impl QuorumConfig {
             keepalive_interval: Duration::from_millis(self.keepalive_interval_ms),
             keepalive_timeout: Duration::from_millis(self.keepalive_timeout_ms),
             rpc_timeout: Duration::from_millis(self.rpc_timeout_ms),
+            tls: self.peer_tls.clone(),
         }
     }
 }

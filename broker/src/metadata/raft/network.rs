@@ -3,10 +3,11 @@
 //!
 //! Each peer gets one lazily connected tonic channel, kept for the life of the quorum, with a connect timeout
 //! and HTTP/2 keepalive (a dropped network path otherwise hangs a connection silently), and every RPC has a
-//! deadline. Transport failures become openraft's `Unreachable` (peer not reachable: openraft backs off) or
+//! deadline; with TLS configured, peers are dialled over TLS (`security::tls::peer_channel`). Transport failures become openraft's `Unreachable` (peer not reachable: openraft backs off) or
 //! `Network` errors; a `RaftError` the peer answered becomes a `RemoteError`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
@@ -24,6 +25,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::GRPC_MESSAGE_BYTES_MAX;
 use super::types::{Node, NodeId, TypeConfig};
+use crate::security::tls::{Tls, peer_channel};
 
 /// Timeouts of the peer connections.
 #[derive(Debug, Clone)]
@@ -33,6 +35,8 @@ pub struct NetworkConfig {
     pub keepalive_timeout: Duration,
     /// Upper bound on any one RPC; openraft's own per-RPC deadline applies when it is shorter.
     pub rpc_timeout: Duration,
+    /// TLS towards peers; `None` for plaintext.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Builds the `http://host:port` endpoint of a peer with the connection settings of `config`.
@@ -69,7 +73,7 @@ impl PeerNetworkFactory {
         {
             return Ok(channel.clone());
         }
-        let channel = peer_endpoint(address, &self.config)?.connect_lazy();
+        let channel = peer_channel(peer_endpoint(address, &self.config)?, self.config.tls.as_ref());
         self.channels.insert(target, (address.to_string(), channel.clone()));
         Ok(channel)
     }

@@ -78,7 +78,8 @@ impl StateMachine {
         let first_offset = index.max(self.state.next_offset);
         let mut skipped = Vec::new();
         for (i, record) in records.iter().enumerate() {
-            if let Err(e) = self.state.apply(first_offset + i as u64, record) {
+            // Saturating: a snapshot may claim the last offset, and `apply` refuses records there.
+            if let Err(e) = self.state.apply(first_offset.saturating_add(i as u64), record) {
                 // Every node skips the same record the same way, so the replicas stay identical.
                 tracing::warn!(error = %e, "skipped metadata record");
                 skipped.push(e);

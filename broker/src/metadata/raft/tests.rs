@@ -14,7 +14,8 @@ fn log_id(term: u64, index: u64) -> LogId<u64> {
 }
 
 fn entry(term: u64, index: u64) -> Entry {
-    let record = MetadataRecord::RegisterBroker { broker_id: index as u32, address: format!("h:{index}") };
+    let record =
+        MetadataRecord::RegisterBroker { broker_id: index as u32, address: format!("h:{index}"), kafka_address: None };
     Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(Proposal { records: vec![record] }) }
 }
 
@@ -177,6 +178,7 @@ mod transport {
             keepalive_interval: Duration::from_millis(500),
             keepalive_timeout: Duration::from_millis(500),
             rpc_timeout: Duration::from_millis(300),
+            tls: None,
         }
     }
 

@@ -1,0 +1,12 @@
+//! cargo-fuzz binary for the `grpc_request` target; its body is `rill_broker::fuzzing::target("grpc_request")`.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    static RUN: OnceLock<fn(&[u8]) -> bool> = OnceLock::new();
+    let run = RUN.get_or_init(|| rill_broker::fuzzing::target("grpc_request").expect("a fuzz target").run);
+    run(data);
+});
