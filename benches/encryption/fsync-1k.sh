@@ -29,7 +29,7 @@ for run in $(seq 1 "$runs"); do
       topic_config=(--topic-config encryption=aes-256-gcm)
     fi
     rm -rf "$work/data"
-    "$bin/rill-broker" --data-dir "$work/data" --listen "$address" --kafka-listen none --log warn \
+    "$bin/rill-broker" --data-dir "$work/data" --listen "$address" --kafka-listen none --http-listen none --log warn \
       --encryption-key-file "$work/keys" &
     broker=$!
     for _ in $(seq 1 100); do

@@ -37,7 +37,7 @@ impl Broker {
         let child = Command::new(&binary)
             .args(["--data-dir", data.path().to_str().expect("utf-8 path"), "--listen", &address, "--log", "warn"])
             // No Kafka listener: other tests' brokers may hold its default port.
-            .args(["--kafka-listen", "none"])
+            .args(["--kafka-listen", "none", "--http-listen", "none"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -29,7 +29,7 @@ for run in $(seq 1 "$runs"); do
       client_tls=(--tls-ca "$certs/ca.pem" --tls-cert "$certs/admin.pem" --tls-key "$certs/admin-key.pem")
     fi
     rm -rf "$work/data"
-    target/release/rill-broker --data-dir "$work/data" --listen "$address" --kafka-listen none --log warn \
+    target/release/rill-broker --data-dir "$work/data" --listen "$address" --kafka-listen none --http-listen none --log warn \
       "${broker_tls[@]}" &
     broker=$!
     for _ in $(seq 1 100); do

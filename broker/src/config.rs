@@ -39,6 +39,13 @@ pub struct Args {
     /// Address Kafka clients are told to reach this node at [default: the Kafka listen address].
     #[arg(long, env = "RILL_KAFKA_ADVERTISED_ADDRESS")]
     pub kafka_advertised_address: Option<String>,
+    /// Address the HTTP listener binds (`/metrics`, `/health`, `/ready`, the `/ui` console), or `none`
+    /// [default: 127.0.0.1:9480].
+    #[arg(long, env = "RILL_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Log lines as `text` (human-readable) or `json` (one object per line) [default: text].
+    #[arg(long, env = "RILL_LOG_FORMAT")]
+    pub log_format: Option<String>,
     /// Log filter in `RUST_LOG` syntax, e.g. `info,rill_storage=debug` [default: $RUST_LOG or info,openraft=warn].
     #[arg(long, env = "RILL_LOG")]
     pub log: Option<String>,
@@ -166,6 +173,9 @@ pub struct BrokerConfig {
     pub advertised_address: String,
     /// The Kafka listener's address and the address it advertises; `None` when `--kafka-listen none`.
     pub kafka: Option<KafkaListenerConfig>,
+    /// The HTTP listener's address; `None` when `--http-listen none`.
+    pub http_listen: Option<SocketAddr>,
+    pub log_json: bool,
     pub log_filter: Option<String>,
     pub batch_bytes_max: u64,
     pub request_bytes_max: u64,
@@ -263,6 +273,30 @@ pub struct KafkaListenerConfig {
     pub advertised_address: String,
 }
 
+/// The `--http-listen` default: loopback, so the unauthenticated monitoring view is not exposed by default.
+const HTTP_LISTEN_DEFAULT: &str = "127.0.0.1:9480";
+
+/// Resolves `--http-listen`: an address, or `none`.
+fn http_listener(listen: Option<&str>) -> anyhow::Result<Option<SocketAddr>> {
+    let listen = listen.unwrap_or(HTTP_LISTEN_DEFAULT).trim();
+    if listen.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let address = listen
+        .parse()
+        .map_err(|e| anyhow::anyhow!("http-listen '{listen}' is neither an IP:PORT address nor 'none': {e}"))?;
+    Ok(Some(address))
+}
+
+/// Resolves `--log-format`: `text` or `json`; true for json.
+fn log_json(format: Option<&str>) -> anyhow::Result<bool> {
+    match format.map(|f| f.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("text") => Ok(false),
+        Some("json") => Ok(true),
+        Some(other) => anyhow::bail!("log-format must be 'text' or 'json', not '{other}'"),
+    }
+}
+
 /// The `--kafka-listen` default: Kafka's well-known port on loopback, as `--listen` defaults to loopback.
 const KAFKA_LISTEN_DEFAULT: &str = "127.0.0.1:9092";
 
@@ -279,6 +313,8 @@ impl Args {
             advertised_address,
             kafka_listen,
             kafka_advertised_address,
+            http_listen,
+            log_format,
             log,
             batch_bytes_max,
             request_bytes_max,
@@ -513,6 +549,8 @@ impl BrokerConfig {
             listen,
             advertised_address,
             kafka,
+            http_listen: http_listener(args.http_listen.as_deref())?,
+            log_json: log_json(args.log_format.as_deref())?,
             log_filter: args.log,
             batch_bytes_max: args.batch_bytes_max.unwrap_or(limits::BATCH_BYTES_MAX_DEFAULT),
             request_bytes_max: args.request_bytes_max.unwrap_or(limits::REQUEST_BYTES_MAX_DEFAULT),
@@ -589,6 +627,13 @@ impl BrokerConfig {
         if let Some(kafka) = &self.kafka {
             anyhow::ensure!(kafka.listen != self.listen, "kafka-listen and listen are both {}", self.listen);
         }
+        if let Some(http) = self.http_listen {
+            anyhow::ensure!(http != self.listen, "http-listen and listen are both {http}");
+            anyhow::ensure!(
+                self.kafka.as_ref().is_none_or(|k| k.listen != http),
+                "http-listen and kafka-listen are both {http}"
+            );
+        }
         anyhow::ensure!(self.heartbeat_interval_ms > 0, "heartbeat-interval-ms must be positive");
         anyhow::ensure!(
             self.session_timeout_ms >= 2 * self.heartbeat_interval_ms,
@@ -640,6 +685,23 @@ mod tests {
         assert!(kafka.advertised_address.ends_with(":19092"));
         let args = Args::parse_from(["rill-broker", "--kafka-advertised-address", "kafka-1:9092"]);
         assert_eq!(BrokerConfig::resolve(args).unwrap().kafka.unwrap().advertised_address, "kafka-1:9092");
+    }
+
+    #[test]
+    fn the_http_listener_defaults_to_loopback_9480_and_can_be_turned_off() {
+        let c = BrokerConfig::resolve(Args::parse_from(["rill-broker"])).unwrap();
+        assert_eq!(c.http_listen, Some("127.0.0.1:9480".parse().unwrap()));
+        assert!(!c.log_json);
+        let c =
+            BrokerConfig::resolve(Args::parse_from(["rill-broker", "--http-listen", "none", "--log-format", "json"]))
+                .unwrap();
+        assert_eq!(c.http_listen, None);
+        assert!(c.log_json);
+        for bad in [["--http-listen", "localhost"], ["--http-listen", "127.0.0.1:9400"], ["--log-format", "xml"]] {
+            let args = Args::parse_from(["rill-broker", bad[0], bad[1]]);
+            let err = BrokerConfig::resolve(args).unwrap_err().to_string();
+            assert!(err.contains(&bad[0][2..]), "{err}");
+        }
     }
 
     #[test]

@@ -8,10 +8,12 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod group;
+pub mod http;
 pub mod kafka;
 pub mod limits;
 pub mod manager;
 pub mod metadata;
+pub mod metrics;
 pub mod partition;
 pub mod producer_state;
 pub mod replication;

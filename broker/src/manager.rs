@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::cluster_link::ClusterLink;
 use crate::metadata::{MetadataState, PartitionState};
+use crate::metrics::Metrics;
 use crate::partition::{Offline, Partition, PartitionIdentity};
 use crate::topic_config::TopicConfig;
 
@@ -35,6 +36,7 @@ pub struct PartitionManager {
     applied: watch::Sender<u64>,
     /// Whether the broker holds a valid controller lease; new partitions start with it.
     lease_valid: std::sync::atomic::AtomicBool,
+    metrics: Metrics,
 }
 
 fn topic_dir_name(name: &str, topic_id: u64) -> String {
@@ -47,6 +49,7 @@ fn topic_id_of_dir(dir_name: &str) -> Option<u64> {
 }
 
 impl PartitionManager {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         link: Arc<ClusterLink>,
         data_dir: &Path,
@@ -55,6 +58,7 @@ impl PartitionManager {
         batch_bytes_max: u64,
         replica_lag_ms_max: u64,
         keyring: Option<Arc<Keyring>>,
+        metrics: Metrics,
     ) -> std::io::Result<Self> {
         let topics_dir = data_dir.join("topics");
         std::fs::create_dir_all(&topics_dir)?;
@@ -70,6 +74,7 @@ impl PartitionManager {
             partitions: RwLock::new(HashMap::new()),
             applied: watch::channel(0).0,
             lease_valid: std::sync::atomic::AtomicBool::new(true),
+            metrics,
         })
     }
 
@@ -190,6 +195,7 @@ impl PartitionManager {
             dir,
             link: self.link.clone(),
             replica_lag_ms_max: self.replica_lag_ms_max,
+            metrics: self.metrics.clone(),
         };
         Ok(Partition::new(identity, log)?)
     }

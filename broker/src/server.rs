@@ -21,6 +21,7 @@ use crate::limits::HTTP2_FRAME_BYTES_MAX;
 use crate::manager::PartitionManager;
 use crate::metadata::raft::{MetadataQuorum, QuorumConfig};
 use crate::metadata::{Controller, MetadataState, TopicPolicy};
+use crate::metrics::Metrics;
 use crate::requests::BrokerCore;
 use crate::security::tls::{Tls, grpc_incoming, watch_files};
 use crate::service::{ControllerService, InterceptedService, ReplicationService, RillService};
@@ -48,6 +49,14 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         ),
         None => None,
     };
+    let http_listener = match config.http_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen for HTTP (metrics, console) on {address}: {e}"))?,
+        ),
+        None => None,
+    };
     let kafka_address = config.kafka.as_ref().map(|kafka| kafka.advertised_address.clone());
 
     let voters = config.controller_voters.iter().map(|(id, address)| (u64::from(*id), address.clone())).collect();
@@ -64,6 +73,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         encryption_key_loaded: config.encryption_keys.is_some(),
     };
     let controller = Arc::new(Controller::new(config.node_id, quorum.clone(), policy, config.session_timeout_ms));
+    let metrics = Metrics::default();
     let link =
         Arc::new(ClusterLink::new(config.node_id, controller.clone(), config.controller_voters.clone(), tls.clone()));
     let partitions = Arc::new(PartitionManager::new(
@@ -74,6 +84,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         config.batch_bytes_max,
         config.replica_lag_ms_max,
         config.encryption_keys.clone(),
+        metrics.clone(),
     )?);
     let groups = Arc::new(GroupCoordinator::new(
         link.clone(),
@@ -92,6 +103,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         groups.clone(),
         shutdown.clone(),
         ready,
+        metrics,
     ));
 
     // The server starts first: the controller quorum elects its leader over it.
@@ -129,6 +141,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
     // Kafka requests other than ApiVersions wait for `ready`, as gRPC requests do.
     let mut kafka =
         kafka_listener.map(|listener| tokio::spawn(crate::kafka::serve(listener, core.clone(), tls.clone())));
+    let http = http_listener.map(|listener| tokio::spawn(crate::http::serve(listener, core.clone())));
     let reload = tls.clone().map(|tls| {
         let poll_ms = tls.config().reload_poll_ms;
         tokio::spawn(watch_files(tls, poll_ms, shutdown.clone()))
@@ -168,6 +181,9 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
             if let Some(reload) = &reload {
                 reload.abort();
             }
+            if let Some(http) = &http {
+                http.abort();
+            }
             if let Some(kafka) = &kafka {
                 kafka.abort();
             }
@@ -194,7 +210,7 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
     if let Some(kafka) = kafka {
         kafka.abort();
     }
-    for task in tasks.into_iter().chain(reload) {
+    for task in tasks.into_iter().chain(reload).chain(http) {
         task.abort();
     }
     let closing = partitions.clone();

@@ -27,7 +27,7 @@ fn start(dir: &std::path::Path, port: u16) -> BrokerProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_rill-broker"))
         .args(["--data-dir", dir.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
         // No Kafka listener: tests run brokers in parallel, and they would all want its default port.
-        .args(["--kafka-listen", "none"])
+        .args(["--kafka-listen", "none", "--http-listen", "none"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

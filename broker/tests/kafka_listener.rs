@@ -40,7 +40,17 @@ impl TestBroker {
                 break kafka;
             }
         };
-        let argv = ["rill-broker", "--data-dir", dir.to_str().unwrap(), "--listen", &listen, "--kafka-listen", &kafka];
+        let argv = [
+            "rill-broker",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--kafka-listen",
+            &kafka,
+            "--http-listen",
+            "none",
+        ];
         let config = BrokerConfig::resolve(<Args as clap::Parser>::parse_from(argv)).unwrap();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(rill_broker::run(config, async {

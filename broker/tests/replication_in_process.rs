@@ -40,6 +40,8 @@ impl Node {
             // No Kafka listener: the nodes would all want its default port.
             "--kafka-listen",
             "none",
+            "--http-listen",
+            "none",
             "--controller-voters",
             &self.voters,
             "--replica-lag-ms-max",

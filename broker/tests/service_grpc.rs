@@ -28,8 +28,17 @@ impl TestBroker {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         // No Kafka listener: tests run brokers in parallel, and they would all want its default port.
-        let mut argv =
-            vec!["rill-broker", "--data-dir", dir.to_str().unwrap(), "--listen", &listen, "--kafka-listen", "none"];
+        let mut argv = vec![
+            "rill-broker",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--kafka-listen",
+            "none",
+            "--http-listen",
+            "none",
+        ];
         argv.extend_from_slice(extra);
         let config = BrokerConfig::resolve(<Args as clap::Parser>::parse_from(argv)).unwrap();
         let (stop, stopped) = oneshot::channel();

@@ -34,13 +34,22 @@ pub struct BrokerOptions {
     pub port: Option<u16>,
     /// Serve Kafka clients on this loopback port instead of a free one picked at start.
     pub kafka_port: Option<u16>,
+    /// Serve HTTP (`/metrics`, the console) on this loopback port instead of a free one picked at start.
+    pub http_port: Option<u16>,
     /// Further flags for `rill-broker`, e.g. `["--durability", "os"]`.
     pub extra_args: Vec<String>,
 }
 
 impl Default for BrokerOptions {
     fn default() -> Self {
-        BrokerOptions { node_id: 1, data_dir: None, port: None, kafka_port: None, extra_args: Vec::new() }
+        BrokerOptions {
+            node_id: 1,
+            data_dir: None,
+            port: None,
+            kafka_port: None,
+            http_port: None,
+            extra_args: Vec::new(),
+        }
     }
 }
 
@@ -56,6 +65,7 @@ pub struct BrokerProcess {
     options: BrokerOptions,
     port: u16,
     kafka_port: u16,
+    http_port: u16,
     data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
@@ -89,8 +99,10 @@ impl BrokerProcess {
         let log_path = temp.path().join("broker.log");
         let port = options.port.unwrap_or_else(free_port);
         // Every broker gets its own Kafka port: the default, 9092, would collide between parallel tests.
-        let kafka_port = options.kafka_port.unwrap_or_else(|| free_port_other_than(port));
-        let mut broker = BrokerProcess { options, port, kafka_port, data_dir, log_path, child: None, _temp: temp };
+        let kafka_port = options.kafka_port.unwrap_or_else(|| free_port_other_than(&[port]));
+        let http_port = options.http_port.unwrap_or_else(|| free_port_other_than(&[port, kafka_port]));
+        let mut broker =
+            BrokerProcess { options, port, kafka_port, http_port, data_dir, log_path, child: None, _temp: temp };
         broker.spawn_process();
         broker
     }
@@ -108,6 +120,11 @@ impl BrokerProcess {
     /// `127.0.0.1:PORT`, where the broker serves Kafka clients, the same across restarts.
     pub fn kafka_addr(&self) -> String {
         format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    /// `127.0.0.1:PORT`, the broker's HTTP listener (`/metrics`, `/ready`, `/ui`), the same across restarts.
+    pub fn http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
     }
 
     pub fn node_id(&self) -> u32 {
@@ -222,6 +239,8 @@ impl BrokerProcess {
             .arg(self.addr())
             .arg("--kafka-listen")
             .arg(self.kafka_addr())
+            .arg("--http-listen")
+            .arg(self.http_addr())
             .args(&self.options.extra_args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
@@ -303,10 +322,10 @@ pub fn free_port() -> u16 {
 }
 
 /// A free loopback port other than `taken` (which was free a moment ago too, so may be handed out again).
-fn free_port_other_than(taken: u16) -> u16 {
+fn free_port_other_than(taken: &[u16]) -> u16 {
     loop {
         let port = free_port();
-        if port != taken {
+        if !taken.contains(&port) {
             return port;
         }
     }
@@ -396,7 +415,7 @@ pub fn broker_start_refusal<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &
     let out = Command::new(broker_binary())
         .arg("--data-dir")
         .arg(data.path())
-        .args(["--listen", &format!("127.0.0.1:{}", free_port()), "--kafka-listen", "none"])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port()), "--kafka-listen", "none", "--http-listen", "none"])
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", broker_binary().display()));

@@ -62,8 +62,10 @@ impl ClusterProcess {
     /// If a node cannot start or the cluster is not ready in time; the message includes the logs.
     pub fn start(n: u32, options: ClusterOptions) -> ClusterProcess {
         assert!(n >= 1, "a cluster needs at least one node");
-        // gRPC ports, then Kafka ports, all distinct: a port picked later could be one picked and released here.
-        let mut ports = distinct_free_ports(2 * n as usize);
+        // gRPC ports, then Kafka ports, then HTTP ports, all distinct: a port picked later could be one picked
+        // and released here.
+        let mut ports = distinct_free_ports(3 * n as usize);
+        let http_ports = ports.split_off(2 * n as usize);
         let kafka_ports = ports.split_off(n as usize);
         let ids: Vec<u32> = (1..=n).collect();
         // Data directories are chosen up front: proxies recognise a node's connections by them.
@@ -92,7 +94,7 @@ impl ClusterProcess {
         let voters =
             client_addresses.iter().map(|(id, address)| format!("{id}@{address}")).collect::<Vec<_>>().join(",");
         let mut nodes = BTreeMap::new();
-        for ((id, port), kafka_port) in ids.iter().zip(&ports).zip(kafka_ports) {
+        for (((id, port), kafka_port), http_port) in ids.iter().zip(&ports).zip(kafka_ports).zip(http_ports) {
             let client_address = client_addresses[id].clone();
             let mut extra_args = vec![
                 "--advertised-address".to_owned(),
@@ -106,6 +108,7 @@ impl ClusterProcess {
                 data_dir: Some(data_dirs[id].clone()),
                 port: Some(*port),
                 kafka_port: Some(kafka_port),
+                http_port: Some(http_port),
                 extra_args,
             });
             nodes.insert(*id, Node { broker, proxy: proxies.remove(id), client_address });

@@ -78,6 +78,11 @@ impl Controller {
         self.quorum.voters().keys().filter_map(|id| u32::try_from(*id).ok()).collect()
     }
 
+    /// The controller quorum as this node sees it (Raft role, term, log indexes).
+    pub fn quorum_status(&self) -> super::raft::QuorumStatus {
+        self.quorum.status()
+    }
+
     pub fn is_active(&self) -> bool {
         self.active_controller() == Some(self.node_id)
     }

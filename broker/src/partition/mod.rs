@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use crate::cluster_link::ClusterLink;
 use crate::limits::{FETCH_BACKOFF_MS, PRODUCER_ID_IDLE_MS_MAX_DEFAULT};
 use crate::metadata::PartitionState;
+use crate::metrics::Metrics;
 use crate::producer_state::{ProducerBatch, ProducerStateTable, Verdict};
 use crate::replication::{self, Event, ProduceError, RecoveredLog, Replica, ReplicaConfig};
 use crate::topic_config::TopicConfig;
@@ -90,6 +91,7 @@ pub struct PartitionIdentity {
     pub dir: PathBuf,
     pub link: Arc<ClusterLink>,
     pub replica_lag_ms_max: u64,
+    pub metrics: Metrics,
 }
 
 pub struct Partition {
@@ -116,6 +118,9 @@ pub struct Partition {
     /// streams of one connection are served concurrently, so a producer's pipelined requests can overtake each
     /// other) waits here for the gap to fill before it is refused.
     appended: tokio::sync::Notify,
+    metrics: Metrics,
+    /// The log's size when its last flush job was taken, for the bytes each fsync covers.
+    size_at_last_flush: AtomicU64,
 }
 
 fn storage_epochs(entries: &[replication::EpochEntry]) -> Vec<rill_storage::EpochEntry> {
@@ -181,6 +186,7 @@ impl Partition {
             is_leader: false,
             failed: None,
         };
+        let log_size = log.size_bytes();
         let partition = Arc::new_cyclic(|me| Partition {
             topic: id.topic,
             index: id.index,
@@ -198,6 +204,8 @@ impl Partition {
             flushing: AtomicBool::new(false),
             last_interval_flush_ms: AtomicI64::new(0),
             appended: tokio::sync::Notify::new(),
+            metrics: id.metrics,
+            size_at_last_flush: AtomicU64::new(log_size),
         });
         let mut replica = partition.lock_replica();
         partition.execute(&mut replica, commands);
@@ -214,6 +222,26 @@ impl Partition {
     }
 
     /// Where `epoch` ends in this replica's log (the start of the next later epoch, or the log end).
+    /// The log's size on disk, in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.read_log().size_bytes()
+    }
+
+    /// Each follower's lag behind this leader: its id, records behind the leader's log end (`None` before
+    /// its first fetch in this epoch), and ms since its log end last reached the leader's.
+    pub fn follower_lags(&self, now_ms: i64) -> Vec<(u32, Option<u64>, u64)> {
+        let replica = self.lock_replica();
+        let log_end = replica.log_end_offset();
+        let now_ms = now_ms.max(0) as u64;
+        replica
+            .followers()
+            .into_iter()
+            .map(|(id, end, caught_up_ms)| {
+                (id, end.map(|e| log_end.saturating_sub(e)), now_ms.saturating_sub(caught_up_ms))
+            })
+            .collect()
+    }
+
     pub fn epoch_end(&self, epoch: u32) -> replication::EpochEnd {
         let replica = self.lock_replica();
         replica.epoch_history().end_offset_for(epoch, replica.log_end_offset())
@@ -279,7 +307,30 @@ impl Partition {
 
     /// Applies this partition's metadata: leadership in a new epoch, or following another broker.
     pub fn apply_metadata(&self, state: &PartitionState, broker_id: u32, now_ms: i64) {
+        self.count_metadata_change(state, broker_id);
         self.step(metadata_event(state, broker_id, now_ms.max(0) as u64));
+    }
+
+    /// Counts a leadership this broker takes, and an ISR change of a partition it leads (so each change is
+    /// counted once in the cluster, by its leader).
+    fn count_metadata_change(&self, state: &PartitionState, broker_id: u32) {
+        if state.leader != broker_id {
+            return;
+        }
+        let replica = self.lock_replica();
+        if replica.leader_epoch().is_none_or(|epoch| epoch < state.leader_epoch) {
+            self.metrics.leaderships_taken.inc();
+        } else if replica.leader_epoch() == Some(state.leader_epoch)
+            && replica.partition_epoch() != Some(state.partition_epoch)
+        {
+            let before = replica.isr();
+            if state.isr.iter().any(|id| !before.contains(id)) {
+                self.metrics.isr_expands.inc();
+            }
+            if before.iter().any(|id| !state.isr.contains(id)) {
+                self.metrics.isr_shrinks.inc();
+            }
+        }
     }
 
     /// Appends validated batches as the leader, in order, stamped with the leader epoch. If any append fails,
@@ -408,7 +459,10 @@ impl Partition {
 
     async fn flush_loop(self: Arc<Self>) {
         loop {
-            let job = self.read_log().flush_job();
+            let (job, size) = {
+                let log = self.read_log();
+                (log.flush_job(), log.size_bytes())
+            };
             let Some(job) = job else {
                 self.flushing.store(false, Ordering::SeqCst);
                 // An append may have found `flushing` still set and left its flush to this task: look once more.
@@ -419,8 +473,11 @@ impl Partition {
                 return;
             };
             let upto = job.upto();
+            let started = std::time::Instant::now();
             match tokio::task::spawn_blocking(move || job.run()).await {
                 Ok(Ok(())) => {
+                    let previous = self.size_at_last_flush.swap(size, Ordering::Relaxed);
+                    self.metrics.fsync(started.elapsed(), size.saturating_sub(previous));
                     let mut replica = self.lock_replica();
                     let flushed_offset = {
                         let mut log = self.write_log();

@@ -309,6 +309,17 @@ impl Replica {
         self.update_high_watermark(out);
     }
 
+    /// Each follower's last known log end and when it last caught up with the leader's log end (empty unless
+    /// leading), for lag metrics.
+    pub fn followers(&self) -> Vec<(u32, Option<u64>, u64)> {
+        match &self.role {
+            RoleState::Leader(leader) => {
+                leader.followers.iter().map(|(id, p)| (*id, p.log_end_offset, p.last_caught_up_ms)).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// What the leader knows of a follower's log end (for tests and metrics).
     pub fn follower_log_end_offset(&self, replica_id: u32) -> Option<u64> {
         match &self.role {

@@ -108,6 +108,11 @@ impl BrokerCore {
         local_only: bool,
     ) -> Result<TopicDescription, Error> {
         self.authorize(who, Operation::Describe, Resource::topic(name))?;
+        self.topic_description(name, local_only).await
+    }
+
+    /// [`BrokerCore::describe_topic`] for callers that have been authorized (or the monitoring view).
+    pub(super) async fn topic_description(&self, name: &str, local_only: bool) -> Result<TopicDescription, Error> {
         let state = self.metadata.borrow().clone();
         let topic = state.topic(name).ok_or_else(|| Error::unknown_partition(name, 0, false))?;
         let mut partitions: Vec<PartitionDescription> = topic

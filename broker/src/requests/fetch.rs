@@ -186,6 +186,17 @@ impl BrokerCore {
     /// over, or the broker shuts down. Results are in the request's order.
     /// Partitions of topics `who` may not read answer `TopicAuthorizationFailed` at once.
     pub async fn fetch(&self, who: &Principal, request: &FetchRequest) -> Vec<PartitionFetched> {
+        let started = Instant::now();
+        let results = self.long_poll(who, request).await;
+        let error = results.iter().find_map(|r| r.error.as_ref()).map(|e| e.kind);
+        self.metrics.request("fetch", error, started.elapsed());
+        for r in &results {
+            self.metrics.fetched(&r.topic, r.records.len() as u64);
+        }
+        results
+    }
+
+    async fn long_poll(&self, who: &Principal, request: &FetchRequest) -> Vec<PartitionFetched> {
         let deadline = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms).min(FETCH_WAIT_MS_MAX));
         let mut shutdown = self.shutdown.clone();
         loop {
@@ -275,10 +286,14 @@ impl BrokerCore {
         let find = |q: &OffsetQuery| {
             self.authorize(who, Operation::Describe, Resource::topic(&q.topic)).and_then(|()| self.find_offset(q))
         };
-        queries
+        let started = Instant::now();
+        let found: Vec<PartitionOffset> = queries
             .iter()
             .map(|q| PartitionOffset { topic: q.topic.clone(), partition: q.partition, result: find(q) })
-            .collect()
+            .collect();
+        let error = found.iter().find_map(|f| f.result.as_ref().err()).map(|e| e.kind);
+        self.metrics.request("list_offsets", error, started.elapsed());
+        found
     }
 
     fn find_offset(&self, q: &OffsetQuery) -> Result<OffsetFound, Error> {

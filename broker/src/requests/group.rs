@@ -373,6 +373,12 @@ impl BrokerCore {
     /// The groups this broker coordinates, of either protocol.
     /// Groups `who` may not describe are left out.
     pub async fn list_groups(&self, who: &Principal) -> Vec<GroupSummary> {
+        let groups = self.list_groups_unchecked().await;
+        groups.into_iter().filter(|g| self.authorized(who, Operation::Describe, Resource::group(&g.group_id))).collect()
+    }
+
+    /// Every group coordinated here, for callers that have been authorized (or the monitoring view).
+    pub(super) async fn list_groups_unchecked(&self) -> Vec<GroupSummary> {
         let mut groups: BTreeMap<String, GroupSummary> = self
             .groups
             .list()
@@ -404,15 +410,17 @@ impl BrokerCore {
             };
             groups.insert(summary.group_id.clone(), summary);
         }
-        groups
-            .into_values()
-            .filter(|g| self.authorized(who, Operation::Describe, Resource::group(&g.group_id)))
-            .collect()
+        groups.into_values().collect()
     }
 
     pub async fn describe_group(&self, who: &Principal, group_id: &str) -> Result<GroupDescription, Error> {
         checked_group(group_id)?;
         self.authorize(who, Operation::Describe, Resource::group(group_id))?;
+        self.group_description(group_id).await
+    }
+
+    /// A group coordinated here, for callers that have been authorized (or the monitoring view).
+    pub(super) async fn group_description(&self, group_id: &str) -> Result<GroupDescription, Error> {
         let classic = self.groups.read_classic(group_id, |c| c.filter(|c| !c.is_empty()).map(describe_classic));
         if let Some(mut description) = classic.map_err(coordinator_error)? {
             let offsets = self.groups.read(group_id, |g| g.map(|g| committed_offsets(g, &[])).unwrap_or_default());

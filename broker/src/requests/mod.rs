@@ -14,6 +14,7 @@ mod error;
 mod fetch;
 mod forward;
 mod group;
+mod monitor;
 mod produce;
 mod quota;
 mod security;
@@ -31,6 +32,7 @@ pub use group::{
     Coordinator, GroupDescription, GroupMemberDescription, GroupSummary, HeartbeatRequest, JoinGroupRequest,
     OffsetCommit, OffsetFetchRequest, RILL_PROTOCOL_TYPE,
 };
+pub use monitor::{ControllerView, GroupPartitionLag, GroupView, HostedPartition, PartitionSummary};
 pub(crate) use produce::validate_batches;
 pub use produce::{Acks, PartitionProduced, PartitionRecords, ProduceRequest, Produced};
 pub use quota::Usage;
@@ -48,6 +50,7 @@ use crate::group::GroupCoordinator;
 use crate::limits::STARTUP_WAIT_MS;
 use crate::manager::PartitionManager;
 use crate::metadata::{Controller, MetadataState};
+use crate::metrics::Metrics;
 
 /// Everything a request needs, shared by every connection of every transport.
 pub struct BrokerCore {
@@ -69,6 +72,8 @@ pub struct BrokerCore {
     pub logins: std::sync::Mutex<crate::security::logins::Logins>,
     /// This broker's quota buckets (`requests/quota.rs`).
     pub quota_buckets: std::sync::Mutex<crate::security::quota::QuotaBuckets>,
+    /// Request and traffic counters (`metrics.rs`), updated once per request and partition.
+    pub metrics: Metrics,
 }
 
 impl BrokerCore {
@@ -82,6 +87,7 @@ impl BrokerCore {
         groups: Arc<GroupCoordinator>,
         shutdown: watch::Receiver<bool>,
         ready: watch::Receiver<bool>,
+        metrics: Metrics,
     ) -> Self {
         let super_users = config.super_users.iter().map(Principal::user).collect();
         BrokerCore {
@@ -96,6 +102,7 @@ impl BrokerCore {
             super_users,
             logins: std::sync::Mutex::new(crate::security::logins::Logins::new(auth::random_bytes())),
             quota_buckets: std::sync::Mutex::default(),
+            metrics,
         }
     }
 

@@ -2,6 +2,7 @@
 //! producer-state check), then wait as `acks` asks.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use rill_proto::batch::{self, BatchError, BatchHeader};
@@ -114,6 +115,8 @@ fn append_one(core: &BrokerCore, p: &PartitionRecords, acks_all: bool) -> Result
     let batches = validate_batches(&p.records, partition.config.batch_bytes_max)?;
     match partition.append(&batches, acks_all, now_ms()) {
         Ok((base_offset, last_offset, leader_epoch)) => {
+            let records = batches.iter().map(|(header, _)| u64::from(header.record_count)).sum();
+            core.metrics.produced(&p.topic, batches.len() as u64, records, p.records.len() as u64);
             Ok(Appended { partition, base_offset, last_offset, leader_epoch })
         }
         Err(e) => {
@@ -163,8 +166,9 @@ impl BrokerCore {
     /// `Acks::All` every partition waits for its own high watermark, concurrently.
     /// Partitions of topics `who` may not write get `TopicAuthorizationFailed`.
     pub async fn produce(&self, who: &Principal, request: &ProduceRequest) -> Vec<PartitionProduced> {
+        let started = Instant::now();
         let first = self.append_each(who, request);
-        self.complete_produce(request, first).await
+        self.complete_produce(request, first, started).await
     }
 
     /// [`BrokerCore::produce`] in two steps for a transport that pipelines one client's requests: the
@@ -176,9 +180,10 @@ impl BrokerCore {
         who: &Principal,
         request: ProduceRequest,
     ) -> impl std::future::Future<Output = Vec<PartitionProduced>> + Send + 'static {
+        let started = Instant::now();
         let first = self.append_each(who, &request);
         let core = self.clone();
-        async move { core.complete_produce(&request, first).await }
+        async move { core.complete_produce(&request, first, started).await }
     }
 
     /// The first attempt at each partition's append, in request order.
@@ -197,6 +202,7 @@ impl BrokerCore {
         &self,
         request: &ProduceRequest,
         first: Vec<Result<Appended, NotAppended>>,
+        started: Instant,
     ) -> Vec<PartitionProduced> {
         let acks_all = request.acks == Acks::All;
         let timeout_ms = request.timeout_ms.unwrap_or(self.config.produce_timeout_ms);
@@ -216,7 +222,10 @@ impl BrokerCore {
             };
             PartitionProduced { topic: p.topic.clone(), partition: p.partition, result }
         });
-        futures::future::join_all(appended).await
+        let produced = futures::future::join_all(appended).await;
+        let error = produced.iter().find_map(|p| p.result.as_ref().err()).map(|e| e.kind);
+        self.metrics.request("produce", error, started.elapsed());
+        produced
     }
 
     async fn answer_appended(&self, a: Appended, acks_all: bool, timeout_ms: u64) -> Result<Produced, Error> {
