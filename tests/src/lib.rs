@@ -2,15 +2,18 @@
 //! directory ([`BrokerProcess`]), clusters of them with an optional fault-injecting proxy in front of every
 //! node ([`cluster`], [`proxy`]), a runner for the `rill` CLI binary, and a history checker that finds lost
 //! or misplaced acknowledged writes and diverging replicas ([`checker`]), and real Kafka clients to point at
-//! a broker's Kafka listener ([`kafka_clients`]), and certificates and TLS probes for TLS brokers ([`tls`]).
+//! a broker's Kafka listener ([`kafka_clients`]), certificates and TLS probes for TLS brokers ([`tls`]), a scraper of the
+//! brokers' `/metrics` ([`scrape`]), and headless Chromium for the web console ([`browser`]).
 
 mod broker;
+pub mod browser;
 pub mod checker;
 pub mod cluster;
 pub mod kafka_clients;
 pub mod origin;
 pub mod proxy;
 pub mod rpc;
+pub mod scrape;
 pub mod tls;
 
 pub use broker::{
