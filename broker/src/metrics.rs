@@ -170,6 +170,13 @@ impl Metrics {
         (count, sum)
     }
 
+    /// A topic's produced bytes, produced records and fetched bytes on this broker so far.
+    pub fn topic_totals(&self, topic: &str) -> (u64, u64, u64) {
+        let labels = TopicLabels { topic: topic.to_string() };
+        let read = |family: &Family<TopicLabels, Counter>| family.get(&labels).map_or(0, |c| c.get());
+        (read(&self.produced_bytes), read(&self.produced_records), read(&self.fetched_bytes))
+    }
+
     /// Records one completed flush.
     pub fn fsync(&self, elapsed: std::time::Duration, bytes: u64) {
         self.fsync_seconds.observe(elapsed.as_secs_f64());

@@ -48,6 +48,29 @@ pub struct PartitionDescription {
     pub log_end_offset: u64,
 }
 
+/// One broker's traffic counters since it started, as `Admin::broker_stats` reads them; two readings give
+/// rates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BrokerStats {
+    pub broker: u32,
+    /// The broker's clock when it read its counters.
+    pub now_ms: i64,
+    pub topics: Vec<TopicTraffic>,
+    /// Per operation (`produce`, `fetch`, `list_offsets`): requests answered and their latencies' sum.
+    pub latencies: Vec<(String, u64, f64)>,
+    pub disk_bytes: u64,
+    pub leaderships: u32,
+}
+
+/// One topic's traffic through one broker since it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopicTraffic {
+    pub topic: String,
+    pub produced_bytes: u64,
+    pub produced_records: u64,
+    pub fetched_bytes: u64,
+}
+
 /// One consumer group in a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupSummary {
@@ -331,6 +354,38 @@ impl Admin {
         Ok(ClusterDescription { brokers, active_controller: response.active_controller, voters: response.voters })
     }
 
+    /// Each registered broker's traffic counters, asked of the broker itself; a broker that does not answer
+    /// is reported with its error.
+    ///
+    /// # Errors
+    ///
+    /// Transport errors if no broker answers the metadata request.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    pub async fn broker_stats(&self) -> Result<Vec<(u32, Result<BrokerStats>)>> {
+        let metadata = self.cluster.refresh(&[]).await?;
+        let mut stats = Vec::new();
+        for (id, address) in &metadata.brokers {
+            let request = self.cluster.request(v1::BrokerStatsRequest {}, Duration::ZERO);
+            let answer = match self.cluster.client(address) {
+                Ok(mut client) => {
+                    client.broker_stats(request).await.map_err(|s| Error::from_status(address, &s)).and_then(|r| {
+                        let r = r.into_inner();
+                        match BrokerError::from_proto(r.error.as_ref()) {
+                            Some(e) => Err(Error::Broker(e)),
+                            None => Ok(broker_stats_from(r)),
+                        }
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            stats.push((*id, answer));
+        }
+        Ok(stats)
+    }
+
     /// Every consumer group of the cluster (each broker lists those it coordinates).
     ///
     /// # Errors
@@ -520,5 +575,25 @@ fn topic_result(results: Vec<v1::TopicResult>, name: &str, map: impl FnOnce(Brok
     match BrokerError::from_proto(result.error.as_ref()) {
         None => Ok(()),
         Some(e) => Err(map(e)),
+    }
+}
+
+fn broker_stats_from(r: v1::BrokerStatsResponse) -> BrokerStats {
+    BrokerStats {
+        broker: r.node_id,
+        now_ms: r.now_ms,
+        topics: r
+            .topics
+            .into_iter()
+            .map(|t| TopicTraffic {
+                topic: t.topic,
+                produced_bytes: t.produced_bytes,
+                produced_records: t.produced_records,
+                fetched_bytes: t.fetched_bytes,
+            })
+            .collect(),
+        latencies: r.apis.into_iter().map(|a| (a.api, a.count, a.sum_seconds)).collect(),
+        disk_bytes: r.disk_bytes,
+        leaderships: r.leaderships,
     }
 }

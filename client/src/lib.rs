@@ -43,8 +43,9 @@ mod tls;
 mod types;
 
 pub use admin::{
-    Admin, BrokerStatus, ClusterDescription, GroupDescription, GroupMemberDescription, GroupOffset, GroupPartitionRef,
-    GroupSummary, OffsetResetTarget, PartitionDescription, TopicDescription, TopicSummary,
+    Admin, BrokerStats, BrokerStatus, ClusterDescription, GroupDescription, GroupMemberDescription, GroupOffset,
+    GroupPartitionRef, GroupSummary, OffsetResetTarget, PartitionDescription, TopicDescription, TopicSummary,
+    TopicTraffic,
 };
 pub use config::{
     Acks, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, OffsetReset, ProducerConfig, SaslConfig, parse_bootstrap,

@@ -1,9 +1,9 @@
 //! The brokers' HTTP listeners against a real three-node cluster: `/metrics` parsed as an exposition (not
 //! matched line by line), counters that move with the traffic, a killed follower's partitions reported
 //! under-replicated within the replica lag limit and healthy again once it caught up, consumer-group lag equal
-//! to `rill group describe`'s, `/health` and `/ready`, and the web console in headless Chromium (its rendered
-//! DOM shows a killed broker fenced and its partitions under-replicated; screenshots before and after are kept
-//! in `<target>/tmp/console/`).
+//! to `rill group describe`'s, `/health` and `/ready`, `rill top` and `rill cluster status --watch`, and the
+//! web console in headless Chromium (its rendered DOM shows a killed broker fenced and its partitions
+//! under-replicated; screenshots before and after are kept in `<target>/tmp/console/`).
 
 use std::time::{Duration, Instant};
 
@@ -175,6 +175,18 @@ async fn metrics_follow_traffic_a_killed_follower_and_group_lag() {
             }
         })
     };
+    // `rill top` sees the producer's traffic on the topic and every broker; `cluster status --watch` repeats.
+    let top = tokio::task::block_in_place(|| {
+        cluster.rill(&["top", "--interval-ms", "1500", "--iterations", "1"], b"").success().stdout
+    });
+    let orders = top.lines().find(|l| l.starts_with("orders ")).unwrap_or_else(|| panic!("no orders row: {top}"));
+    let records_per_second: f64 = orders.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(records_per_second > 0.0, "{top}");
+    let broker_rows = top.lines().filter(|l| ["1 ", "2 ", "3 "].iter().any(|id| l.starts_with(id))).count();
+    assert_eq!(broker_rows, 3, "{top}");
+    let watched = cluster.rill(&["cluster", "status", "--watch", "--iterations", "2", "--interval-ms", "200"], b"");
+    assert_eq!(watched.success().stdout.matches("controller: active").count(), 2);
+
     let dom = tokio::task::block_in_place(|| {
         rill_tests::browser::screenshot(&console, &shots.join("healthy.png"));
         rill_tests::browser::rendered_dom(&console)

@@ -94,23 +94,17 @@ async fn overview(State(core): State<Arc<BrokerCore>>) -> impl IntoResponse {
         Err(_) => Vec::new(),
     };
     let controller = core.controller_view();
-    let metrics = &core.metrics;
-    let counter_by_topic = |family: &prometheus_client::metrics::family::Family<
-        crate::metrics::TopicLabels,
-        prometheus_client::metrics::counter::Counter,
-    >| {
-        let mut totals = serde_json::Map::new();
-        for topic in summaries.iter().map(|p| p.topic.as_str()) {
-            let labels = crate::metrics::TopicLabels { topic: topic.to_string() };
-            if let Some(counter) = family.get(&labels) {
-                totals.insert(topic.to_string(), json!(counter.get()));
-            }
-        }
-        Value::Object(totals)
+    let stats = core.stats();
+    let per_topic = |value: fn(&crate::requests::TopicTraffic) -> u64| -> serde_json::Map<String, Value> {
+        stats.topics.iter().map(|t| (t.topic.clone(), json!(value(t)))).collect()
+    };
+    let latency = |api: &str| -> Value {
+        let (count, sum) = stats.latencies.iter().find(|(a, ..)| *a == api).map_or((0, 0.0), |(_, c, s)| (*c, *s));
+        json!({ "count": count, "sum_seconds": sum })
     };
     let body = json!({
         "node_id": core.config.node_id,
-        "now_ms": crate::clock::now_ms(),
+        "now_ms": stats.now_ms,
         "controller": {
             "active": controller.active_controller,
             "is_active": controller.is_active,
@@ -122,19 +116,13 @@ async fn overview(State(core): State<Arc<BrokerCore>>) -> impl IntoResponse {
         "topics": topics,
         "groups": groups,
         "traffic": {
-            "produced_bytes": counter_by_topic(&metrics.produced_bytes),
-            "produced_records": counter_by_topic(&metrics.produced_records),
-            "fetched_bytes": counter_by_topic(&metrics.fetched_bytes),
-            "produce_latency": latency(metrics, "produce"),
-            "fetch_latency": latency(metrics, "fetch"),
+            "produced_bytes": per_topic(|t| t.produced_bytes),
+            "produced_records": per_topic(|t| t.produced_records),
+            "fetched_bytes": per_topic(|t| t.fetched_bytes),
+            "produce_latency": latency("produce"),
+            "fetch_latency": latency("fetch"),
         },
-        "disk_bytes": core.hosted_partitions().iter().map(|p| p.size_bytes).sum::<u64>(),
+        "disk_bytes": stats.disk_bytes,
     });
     ([(header::CONTENT_TYPE, "application/json")], body.to_string())
-}
-
-/// Count and sum of an operation's latencies on this broker (the page differences them into a mean).
-fn latency(metrics: &crate::metrics::Metrics, api: &'static str) -> Value {
-    let (count, sum) = metrics.latency_totals(api);
-    json!({ "count": count, "sum_seconds": sum })
 }

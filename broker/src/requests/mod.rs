@@ -32,7 +32,9 @@ pub use group::{
     Coordinator, GroupDescription, GroupMemberDescription, GroupSummary, HeartbeatRequest, JoinGroupRequest,
     OffsetCommit, OffsetFetchRequest, RILL_PROTOCOL_TYPE,
 };
-pub use monitor::{ControllerView, GroupPartitionLag, GroupView, HostedPartition, PartitionSummary};
+pub use monitor::{
+    BrokerStats, ControllerView, GroupPartitionLag, GroupView, HostedPartition, PartitionSummary, TopicTraffic,
+};
 pub(crate) use produce::validate_batches;
 pub use produce::{Acks, PartitionProduced, PartitionRecords, ProduceRequest, Produced};
 pub use quota::Usage;

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::BrokerCore;
+use super::{BrokerCore, Error};
 use crate::clock::now_ms;
 use crate::metadata::{BrokerRegistration, NO_LEADER};
+use crate::security::{Operation, Principal, Resource};
 
 /// How long the view waits for another broker's answer (a partition's HW, for group lag).
 const REMOTE_WAIT_MS: u64 = 2_000;
@@ -91,7 +92,65 @@ pub struct ControllerView {
     pub applied_offset: u64,
 }
 
+/// One topic's traffic through this broker since it started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopicTraffic {
+    pub topic: String,
+    pub produced_bytes: u64,
+    pub produced_records: u64,
+    pub fetched_bytes: u64,
+}
+
+/// This broker's counters since it started, for rates taken between two readings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BrokerStats {
+    pub node_id: u32,
+    pub now_ms: i64,
+    pub topics: Vec<TopicTraffic>,
+    /// Per operation: requests answered and the sum of their latencies in seconds.
+    pub latencies: Vec<(&'static str, u64, f64)>,
+    pub disk_bytes: u64,
+    pub leaderships: u32,
+}
+
+/// The operations whose latency `BrokerStats` reports.
+const STATS_APIS: [&str; 3] = ["produce", "fetch", "list_offsets"];
+
 impl BrokerCore {
+    /// This broker's traffic counters; needs `describe` on the cluster.
+    pub fn broker_stats(&self, who: &Principal) -> Result<BrokerStats, Error> {
+        self.authorize(who, Operation::Describe, Resource::cluster())?;
+        Ok(self.stats())
+    }
+
+    /// [`BrokerCore::broker_stats`] for the monitoring view.
+    pub fn stats(&self) -> BrokerStats {
+        let hosted = self.hosted_partitions();
+        let mut topics: Vec<&str> = hosted.iter().map(|p| p.topic.as_str()).collect();
+        topics.dedup();
+        let topics = topics
+            .into_iter()
+            .map(|topic| {
+                let (produced_bytes, produced_records, fetched_bytes) = self.metrics.topic_totals(topic);
+                TopicTraffic { topic: topic.to_string(), produced_bytes, produced_records, fetched_bytes }
+            })
+            .collect();
+        BrokerStats {
+            node_id: self.config.node_id,
+            now_ms: now_ms(),
+            topics,
+            latencies: STATS_APIS
+                .iter()
+                .map(|api| {
+                    let (count, sum) = self.metrics.latency_totals(api);
+                    (*api, count, sum)
+                })
+                .collect(),
+            disk_bytes: hosted.iter().map(|p| p.size_bytes).sum(),
+            leaderships: hosted.iter().filter(|p| p.is_leader).count() as u32,
+        }
+    }
+
     /// The partitions hosted here, sorted by topic and partition.
     pub fn hosted_partitions(&self) -> Vec<HostedPartition> {
         let now = now_ms();

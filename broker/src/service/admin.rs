@@ -107,6 +107,37 @@ pub async fn delete_topics(
     DeleteTopicsResponse { results: topic_results(core.delete_topics(who, &request.names).await) }
 }
 
+pub fn broker_stats(core: &BrokerCore, who: &Principal) -> proto::BrokerStatsResponse {
+    let stats = match core.broker_stats(who) {
+        Ok(stats) => stats,
+        Err(refused) => {
+            return proto::BrokerStatsResponse { error: Some(errors::to_proto(&refused)), ..Default::default() };
+        }
+    };
+    proto::BrokerStatsResponse {
+        node_id: stats.node_id,
+        now_ms: stats.now_ms,
+        topics: stats
+            .topics
+            .into_iter()
+            .map(|t| proto::TopicTraffic {
+                topic: t.topic,
+                produced_bytes: t.produced_bytes,
+                produced_records: t.produced_records,
+                fetched_bytes: t.fetched_bytes,
+            })
+            .collect(),
+        apis: stats
+            .latencies
+            .into_iter()
+            .map(|(api, count, sum_seconds)| proto::ApiLatency { api: api.to_string(), count, sum_seconds })
+            .collect(),
+        disk_bytes: stats.disk_bytes,
+        leaderships: stats.leaderships,
+        error: None,
+    }
+}
+
 pub fn describe_cluster(core: &BrokerCore, who: &Principal) -> DescribeClusterResponse {
     let cluster = match core.describe_cluster(who) {
         Ok(cluster) => cluster,

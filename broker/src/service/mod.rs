@@ -181,6 +181,14 @@ impl Rill for RillService {
         Ok(Response::new(admin::describe_cluster(&self.core, &who)))
     }
 
+    async fn broker_stats(
+        &self,
+        request: Request<BrokerStatsRequest>,
+    ) -> Result<Response<BrokerStatsResponse>, Status> {
+        let who = self.admit(&request).await?;
+        Ok(Response::new(admin::broker_stats(&self.core, &who)))
+    }
+
     async fn init_producer_id(
         &self,
         request: Request<InitProducerIdRequest>,

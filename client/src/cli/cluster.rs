@@ -1,10 +1,13 @@
-//! `rill cluster status`.
+//! `rill cluster status [--watch]`.
 
 use rill_client::{Admin, ClientConfig, ClusterDescription};
 use serde::Serialize;
 
+use std::io::IsTerminal;
+
 use super::Format;
-use super::output::{ids, print, print_json, table};
+use super::output::{ids, print, table};
+use super::watch::Repeat;
 
 #[derive(Serialize)]
 struct StatusJson {
@@ -31,11 +34,32 @@ fn state(fenced: bool) -> &'static str {
     if fenced { "fenced" } else { "alive" }
 }
 
-pub async fn status(client: ClientConfig, format: Format) -> anyhow::Result<()> {
+/// Prints the cluster's brokers and controller once, or with `repeat` again and again (`--watch`).
+pub async fn status(client: ClientConfig, format: Format, repeat: Option<Repeat>) -> anyhow::Result<()> {
     let admin = Admin::connect(client).await?;
-    let cluster = admin.describe_cluster().await?;
+    let Some(repeat) = repeat else {
+        return print(&render(admin.describe_cluster().await?, format)?);
+    };
+    let terminal = std::io::stdout().is_terminal();
+    let mut shown = 0;
+    loop {
+        let text = match admin.describe_cluster().await {
+            Ok(cluster) => render(cluster, format)?,
+            // A watched cluster may be briefly unreachable (a restart): say so and keep watching.
+            Err(e) => format!("cannot describe the cluster: {e}\n"),
+        };
+        print(&repeat.frame(terminal, &text))?;
+        shown += 1;
+        if repeat.iterations.is_some_and(|n| shown >= n) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(repeat.interval_ms)).await;
+    }
+}
+
+fn render(cluster: ClusterDescription, format: Format) -> anyhow::Result<String> {
     match format {
-        Format::Json => print_json(&to_json(cluster)),
+        Format::Json => Ok(serde_json::to_string(&to_json(cluster))? + "\n"),
         Format::Text => {
             let rows: Vec<Vec<String>> = cluster
                 .brokers
@@ -51,7 +75,7 @@ pub async fn status(client: ClientConfig, format: Format) -> anyhow::Result<()> 
                 cluster.active_controller,
                 ids(&cluster.voters)
             ));
-            print(&text)
+            Ok(text)
         }
     }
 }

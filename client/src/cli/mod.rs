@@ -7,7 +7,9 @@ mod group;
 mod output;
 mod produce;
 mod security;
+mod top;
 mod topic;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -83,6 +85,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Live produce and fetch rates per topic and broker, latency, leaderships, disk use and group lag,
+    /// refreshed like `top`.
+    Top(watch::Repeat),
     /// Write one record per stdin line.
     Produce(ProduceArgs),
     /// Print records, one per line.
@@ -222,6 +227,11 @@ pub enum ClusterCommand {
     Status {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Show the status again every --interval-ms until interrupted (or --iterations times).
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        repeat: watch::Repeat,
     },
 }
 
@@ -361,7 +371,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::DevCerts(args) => dev_certs::run(args),
         Command::Topic { command } => topic::run(client, command).await,
-        Command::Cluster { command: ClusterCommand::Status { format } } => cluster::status(client, format).await,
+        Command::Cluster { command: ClusterCommand::Status { format, watch, repeat } } => {
+            cluster::status(client, format, watch.then_some(repeat)).await
+        }
+        Command::Top(repeat) => top::run(client, repeat).await,
         Command::Produce(args) => produce::run(client, args).await,
         Command::Consume(args) => consume::run(client, args).await,
         Command::Group { command } => group::run(client, command).await,
