@@ -121,6 +121,8 @@ pub struct Partition {
     metrics: Metrics,
     /// The log's size when its last flush job was taken, for the bytes each fsync covers.
     size_at_last_flush: AtomicU64,
+    /// The partition's metadata as last applied, to log and count what each change does.
+    seen_metadata: Mutex<Option<PartitionState>>,
 }
 
 fn storage_epochs(entries: &[replication::EpochEntry]) -> Vec<rill_storage::EpochEntry> {
@@ -206,6 +208,7 @@ impl Partition {
             appended: tokio::sync::Notify::new(),
             metrics: id.metrics,
             size_at_last_flush: AtomicU64::new(log_size),
+            seen_metadata: Mutex::new(None),
         });
         let mut replica = partition.lock_replica();
         partition.execute(&mut replica, commands);
@@ -307,28 +310,47 @@ impl Partition {
 
     /// Applies this partition's metadata: leadership in a new epoch, or following another broker.
     pub fn apply_metadata(&self, state: &PartitionState, broker_id: u32, now_ms: i64) {
-        self.count_metadata_change(state, broker_id);
+        self.note_metadata_change(state, broker_id);
         self.step(metadata_event(state, broker_id, now_ms.max(0) as u64));
     }
 
-    /// Counts a leadership this broker takes, and an ISR change of a partition it leads (so each change is
-    /// counted once in the cluster, by its leader).
-    fn count_metadata_change(&self, state: &PartitionState, broker_id: u32) {
-        if state.leader != broker_id {
+    /// Logs (once) and counts what a metadata change does to this replica: a leadership taken, a new leader
+    /// followed, or an ISR change of a partition led here (counted by its leader, so once in the cluster).
+    /// Compared with the metadata this partition saw last, not with the replica, which may learn an accepted
+    /// ISR from the controller's answer before the metadata record arrives.
+    fn note_metadata_change(&self, state: &PartitionState, broker_id: u32) {
+        let mut seen = self.seen_metadata.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.as_ref() == Some(state) {
             return;
         }
-        let replica = self.lock_replica();
-        if replica.leader_epoch().is_none_or(|epoch| epoch < state.leader_epoch) {
-            self.metrics.leaderships_taken.inc();
-        } else if replica.leader_epoch() == Some(state.leader_epoch)
-            && replica.partition_epoch() != Some(state.partition_epoch)
-        {
-            let before = replica.isr();
-            if state.isr.iter().any(|id| !before.contains(id)) {
-                self.metrics.isr_expands.inc();
+        let previous = seen.replace(state.clone());
+        drop(seen);
+        let offsets = self.offsets();
+        let (log_end, high_watermark) = (offsets.log_end, offsets.high_watermark);
+        let (partition, leader_epoch, partition_epoch, isr) =
+            (self.name(), state.leader_epoch, state.partition_epoch, &state.isr);
+        match previous {
+            Some(before) if before.leader_epoch == state.leader_epoch => {
+                let expanded = state.isr.iter().any(|id| !before.isr.contains(id));
+                let shrunk = before.isr.iter().any(|id| !state.isr.contains(id));
+                if state.leader != broker_id || !(expanded || shrunk) {
+                    return;
+                }
+                if expanded {
+                    self.metrics.isr_expands.inc();
+                }
+                if shrunk {
+                    self.metrics.isr_shrinks.inc();
+                }
+                tracing::info!(%partition, leader_epoch, partition_epoch, before = ?before.isr, after = ?isr, high_watermark, "ISR changed");
             }
-            if before.iter().any(|id| !state.isr.contains(id)) {
-                self.metrics.isr_shrinks.inc();
+            _ if state.leader == broker_id => {
+                self.metrics.leaderships_taken.inc();
+                tracing::info!(%partition, leader_epoch, partition_epoch, ?isr, log_end, high_watermark, "leading the partition");
+            }
+            _ => {
+                let leader = state.leader;
+                tracing::info!(%partition, leader, leader_epoch, partition_epoch, ?isr, log_end, "following the partition's leader");
             }
         }
     }

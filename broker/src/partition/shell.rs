@@ -35,6 +35,7 @@ impl Partition {
                 Command::Truncate { offset } => {
                     let mut producers = self.lock_producers();
                     let mut log = self.write_log();
+                    tracing::info!(partition = %self.name(), offset, log_end = log.end_offset(), "truncating the log to the leader's");
                     let truncated = log.truncate_to(offset).map_err(|e| format!("truncation to {offset}: {e}"));
                     let result = truncated.and_then(|()| {
                         producers::after_truncation(&log, &mut producers, &self.name()).map_err(|e| e.to_string())
@@ -47,6 +48,7 @@ impl Partition {
                 Command::TruncateFully { log_start_offset } => {
                     let mut producers = self.lock_producers();
                     let mut log = self.write_log();
+                    tracing::info!(partition = %self.name(), log_start_offset, log_end = log.end_offset(), "restarting the log at the leader's log start");
                     let restarted = log
                         .truncate_fully_and_start_at(log_start_offset)
                         .map_err(|e| format!("restart of the log at {log_start_offset}: {e}"));
