@@ -12,10 +12,10 @@ use std::time::Duration;
 use rill_proto::v1::controller_client::ControllerClient;
 use rill_proto::v1::replication_client::ReplicationClient;
 use rill_proto::v1::{
-    AlterPartitionErrorCode, AlterPartitionRequest, AlterSecurityRequest, AlterSecurityResponse,
-    BrokerHeartbeatRequest, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    ErrorCode, InitProducerIdRequest, InitProducerIdResponse, RegisterBrokerRequest, ReplicaFetchRequest,
-    ReplicaFetchResponse,
+    AlterClusterRequest, AlterClusterResponse, AlterPartitionErrorCode, AlterPartitionRequest, AlterSecurityRequest,
+    AlterSecurityResponse, BrokerHeartbeatRequest, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, ErrorCode, InitProducerIdRequest, InitProducerIdResponse, RegisterBrokerRequest,
+    ReplicaFetchRequest, ReplicaFetchResponse,
 };
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
@@ -362,6 +362,12 @@ impl ClusterLink {
         .await
     }
 
+    /// Forwards a drain, undrain or leader election to the active controller (another node).
+    pub async fn forward_alter_cluster(&self, request: AlterClusterRequest) -> Result<AlterClusterResponse, String> {
+        self.forward("alter cluster", request, |mut client, request| async move { client.alter_cluster(request).await })
+            .await
+    }
+
     /// Sends a request to the active controller, again wherever it moved if the answer says `NOT_CONTROLLER`.
     async fn forward<Req, Resp, F, Fut>(&self, what: &str, request: Req, call: F) -> Result<Resp, String>
     where
@@ -397,6 +403,12 @@ impl ControllerAnswer for InitProducerIdResponse {
 }
 
 impl ControllerAnswer for AlterSecurityResponse {
+    fn moved(&self) -> bool {
+        is_not_controller(&self.error)
+    }
+}
+
+impl ControllerAnswer for AlterClusterResponse {
     fn moved(&self) -> bool {
         is_not_controller(&self.error)
     }

@@ -73,6 +73,10 @@ pub struct Args {
     /// How long shutdown waits for in-flight requests, in ms [default: 30000].
     #[arg(long, env = "RILL_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// How long a stopping broker waits for the controller to move its leaderships to other in-sync replicas
+    /// before it stops anyway, in ms; 0 stops without moving them [default: 30000].
+    #[arg(long, env = "RILL_CONTROLLED_SHUTDOWN_TIMEOUT_MS")]
+    pub controlled_shutdown_timeout_ms: Option<u64>,
     /// The controller voters, `ID@HOST:PORT,...`; each listed node is both broker and voter
     /// [default: this node alone, at its advertised address].
     #[arg(long, env = "RILL_CONTROLLER_VOTERS")]
@@ -185,6 +189,7 @@ pub struct BrokerConfig {
     pub checkpoint_interval_ms: u64,
     pub retention_check_interval_ms: u64,
     pub shutdown_timeout_ms: u64,
+    pub controlled_shutdown_timeout_ms: u64,
     pub default_replication_factor: u32,
     pub replica_lag_ms_max: u64,
     /// Controller voters by node id, with the address each is reached at.
@@ -324,6 +329,7 @@ impl Args {
             checkpoint_interval_ms,
             retention_check_interval_ms,
             shutdown_timeout_ms,
+            controlled_shutdown_timeout_ms,
             default_replication_factor,
             replica_lag_ms_max,
             controller_voters,
@@ -564,6 +570,9 @@ impl BrokerConfig {
                 .retention_check_interval_ms
                 .unwrap_or(limits::RETENTION_CHECK_INTERVAL_MS_DEFAULT),
             shutdown_timeout_ms: args.shutdown_timeout_ms.unwrap_or(limits::SHUTDOWN_TIMEOUT_MS_DEFAULT),
+            controlled_shutdown_timeout_ms: args
+                .controlled_shutdown_timeout_ms
+                .unwrap_or(limits::CONTROLLED_SHUTDOWN_TIMEOUT_MS_DEFAULT),
             default_replication_factor: args.default_replication_factor.unwrap_or(1),
             replica_lag_ms_max: args.replica_lag_ms_max.unwrap_or(limits::REPLICA_LAG_MS_MAX_DEFAULT),
             controller_voters,

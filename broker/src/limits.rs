@@ -67,6 +67,11 @@ pub const CONTROLLER_REQUEST_TIMEOUT_MS: u64 = 10_000;
 pub const CONTROLLER_RETRY_BACKOFF_MS: u64 = 100;
 /// How long a client request waits for a starting broker to join the cluster before it is refused.
 pub const STARTUP_WAIT_MS: u64 = 10_000;
+/// How often a stopping broker asks again to move leaderships that had no other in-sync replica yet.
+pub const CONTROLLED_SHUTDOWN_RETRY_MS: u64 = 250;
+/// How long a stopping broker waits for its leaderships to move before it stops anyway.
+pub const CONTROLLED_SHUTDOWN_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
 /// How long a topic change waits for this broker's partitions to reflect it before answering anyway, so a
 /// client that creates a topic can usually produce to it at once.
 pub const TOPIC_CHANGE_APPLY_WAIT_MS: u64 = 10_000;

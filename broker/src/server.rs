@@ -1,7 +1,8 @@
 //! Start-up and shutdown of a broker: starts the controller quorum, the gRPC server (one port for every
 //! service) and the Kafka listener (its own port), registers with the active controller, opens partitions
 //! as metadata assigns them, reloads the TLS material when it changes, keeps the controller session alive (heartbeats and the lease), runs the
-//! background upkeep, and on a stop signal drains requests and closes every log cleanly.
+//! background upkeep, and on a stop signal moves its leaderships away (controlled shutdown), drains requests
+//! and closes every log cleanly.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -123,6 +124,10 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
     // request its `PeerIdentity` in the extensions, with TLS or without.
     let incoming = grpc_incoming(listener, tls.clone());
     let (signalled_tx, mut signalled) = watch::channel(false);
+    // Controlled shutdown: while everything still serves, the controller moves this broker's leaderships to
+    // other in-sync replicas and takes it out of the ISRs; only then do requests drain.
+    let stopping_core = core.clone();
+    let controlled_shutdown_ms = config.controlled_shutdown_timeout_ms;
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -133,6 +138,11 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         .add_service(raft_rpc)
         .serve_with_incoming_shutdown(incoming, async move {
             stop.await;
+            if controlled_shutdown_ms > 0 && *stopping_core.ready.borrow() {
+                tracing::info!("stop signal received: moving leaderships to other in-sync replicas");
+                stopping_core.controlled_shutdown(controlled_shutdown_ms).await;
+            }
+            drop(stopping_core);
             tracing::info!("stop signal received: draining requests");
             let _ = shutdown_tx.send(true);
             let _ = signalled_tx.send(true);

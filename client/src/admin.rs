@@ -137,6 +137,44 @@ pub struct BrokerStatus {
     pub broker_epoch: u64,
     /// Where Kafka clients reach it (`None` without a Kafka listener).
     pub kafka_address: Option<String>,
+    /// Drained ([`Admin::drain_broker`], or stopping): it leads only partitions no other replica can.
+    pub draining: bool,
+    /// In controlled shutdown: out of every ISR until it registers again.
+    pub shutting_down: bool,
+}
+
+impl BrokerStatus {
+    /// `fenced`, `stopping` (controlled shutdown), `draining` or `alive`.
+    pub fn state(&self) -> &'static str {
+        match (self.fenced, self.shutting_down, self.draining) {
+            (true, _, _) => "fenced",
+            (false, true, _) => "stopping",
+            (false, false, true) => "draining",
+            (false, false, false) => "alive",
+        }
+    }
+}
+
+/// What [`Admin::drain_broker`] could not move.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DrainOutcome {
+    /// Leaderships that stay for now: another replica is alive but not in sync yet (drain again later).
+    pub stuck: Vec<TopicPartition>,
+    /// Leaderships that cannot move: no other replica is alive.
+    pub unmovable: Vec<TopicPartition>,
+}
+
+/// One partition's outcome in [`Admin::elect_leaders`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaderElection {
+    pub topic: String,
+    pub partition: u32,
+    /// The preferred leader (the first replica).
+    pub preferred: u32,
+    /// `elected`, `already-preferred` or `not-eligible`.
+    pub outcome: String,
+    /// Why the preferred replica may not lead, for `not-eligible`.
+    pub reason: String,
 }
 
 /// The brokers and the controller quorum.
@@ -348,10 +386,77 @@ impl Admin {
                 fenced: b.fenced,
                 broker_epoch: b.broker_epoch,
                 kafka_address: Some(b.kafka_address).filter(|a| !a.is_empty()),
+                draining: b.draining,
+                shutting_down: b.shutting_down,
             })
             .collect();
         brokers.sort_by_key(|b| b.id);
         Ok(ClusterDescription { brokers, active_controller: response.active_controller, voters: response.voters })
+    }
+
+    /// Moves the leaderships of broker `broker_id` to other in-sync replicas, and keeps it from being elected
+    /// while another replica can lead; with `cancel`, lets it lead again (leaderships come back with
+    /// [`Admin::elect_leaders`]). The broker keeps replicating. Needs `alter` on the cluster.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Broker`] with `RESOURCE_NOT_FOUND` for an unknown broker, `INVALID_REQUEST` for a fenced or
+    /// stopping one, or an authorization error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the drain may or may not have been committed when the future is dropped.
+    pub async fn drain_broker(&self, broker_id: u32, cancel: bool) -> Result<DrainOutcome> {
+        let request = v1::DrainBrokerRequest { broker_id, cancel };
+        let response = self
+            .retrying(|| {
+                self.cluster.call_any(|mut client| {
+                    let request = self.cluster.request(request.clone(), Duration::ZERO);
+                    async move { client.drain_broker(request).await.map(tonic::Response::into_inner) }
+                })
+            })
+            .await?;
+        if let Some(e) = BrokerError::from_proto(response.error.as_ref()) {
+            return Err(Error::Broker(e));
+        }
+        let partitions = |list: Vec<v1::PartitionRef>| {
+            list.into_iter().map(|p| TopicPartition { topic: p.topic, partition: p.partition }).collect()
+        };
+        Ok(DrainOutcome { stuck: partitions(response.stuck), unmovable: partitions(response.unmovable) })
+    }
+
+    /// Preferred-leader election: the first replica of each partition of `topics` (every topic when empty)
+    /// leads again where it is in sync, alive and not drained. Needs `alter` on the cluster.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Broker`] with `UNKNOWN_TOPIC_OR_PARTITION` naming a topic that does not exist, or an
+    /// authorization error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the election may or may not have been committed when the future is dropped.
+    pub async fn elect_leaders(&self, topics: &[String]) -> Result<Vec<LeaderElection>> {
+        let request = v1::ElectLeadersRequest { topics: topics.to_vec() };
+        let response = self
+            .retrying(|| {
+                self.cluster.call_any(|mut client| {
+                    let request = self.cluster.request(request.clone(), Duration::ZERO);
+                    async move { client.elect_leaders(request).await.map(tonic::Response::into_inner) }
+                })
+            })
+            .await?;
+        if let Some(e) = BrokerError::from_proto(response.error.as_ref()) {
+            return Err(Error::Broker(e));
+        }
+        let results = response.results.into_iter().map(|r| LeaderElection {
+            topic: r.topic,
+            partition: r.partition,
+            preferred: r.preferred,
+            outcome: r.outcome,
+            reason: r.reason,
+        });
+        Ok(results.collect())
     }
 
     /// Each registered broker's traffic counters, asked of the broker itself; a broker that does not answer

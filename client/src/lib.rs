@@ -43,9 +43,9 @@ mod tls;
 mod types;
 
 pub use admin::{
-    Admin, BrokerStats, BrokerStatus, ClusterDescription, GroupDescription, GroupMemberDescription, GroupOffset,
-    GroupPartitionRef, GroupSummary, OffsetResetTarget, PartitionDescription, TopicDescription, TopicSummary,
-    TopicTraffic,
+    Admin, BrokerStats, BrokerStatus, ClusterDescription, DrainOutcome, GroupDescription, GroupMemberDescription,
+    GroupOffset, GroupPartitionRef, GroupSummary, LeaderElection, OffsetResetTarget, PartitionDescription,
+    TopicDescription, TopicSummary, TopicTraffic,
 };
 pub use config::{
     Acks, ClientConfig, ConsumerConfig, DEFAULT_BOOTSTRAP, OffsetReset, ProducerConfig, SaslConfig, parse_bootstrap,

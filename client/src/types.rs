@@ -7,7 +7,7 @@ use bytes::Bytes;
 pub use rill_proto::batch::Header;
 
 /// A partition of a topic.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct TopicPartition {
     pub topic: String,
     pub partition: u32,

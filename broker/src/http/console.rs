@@ -50,6 +50,8 @@ async fn overview(State(core): State<Arc<BrokerCore>>) -> impl IntoResponse {
                 "address": b.address,
                 "kafka_address": b.kafka_address,
                 "fenced": b.fenced,
+                "draining": b.draining,
+                "shutting_down": b.shutting_down,
                 "leaderships": leaderships.get(&b.broker_id).copied().unwrap_or(0),
             })
         })

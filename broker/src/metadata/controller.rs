@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::planner::{self, ControllerError, SecurityChange, TopicPolicy};
+use super::planner::{self, ClusterChange, ClusterChangeOutcome, ControllerError, SecurityChange, TopicPolicy};
 use super::raft::{MetadataQuorum, QuorumError};
 use super::records::MetadataRecord;
 use super::state::MetadataState;
@@ -238,6 +238,23 @@ impl Controller {
         })
         .await?;
         Ok(removed)
+    }
+
+    /// A drain, undrain or preferred-leader election (`planner::alter_cluster`).
+    pub async fn alter_cluster(&self, change: &ClusterChange) -> Result<ClusterChangeOutcome, ControllerError> {
+        let mut planned = ClusterChangeOutcome::default();
+        let mut count = 0;
+        let first = self
+            .commit(|state| {
+                let (records, outcome) = planner::alter_cluster(state, change)?;
+                planned = outcome;
+                count = records.len() as u64;
+                Ok(records)
+            })
+            .await?;
+        // The records of one proposal take consecutive offsets from the first.
+        planned.metadata_offset = first + count;
+        Ok(planned)
     }
 
     /// A partition leader's ISR change.

@@ -9,6 +9,8 @@ pub mod records;
 pub mod state;
 
 pub use controller::{Controller, HeartbeatReply};
-pub use planner::{ControllerError, SecurityChange, TopicPolicy};
+pub use planner::{
+    ClusterChange, ClusterChangeOutcome, ControllerError, Election, ElectionOutcome, SecurityChange, TopicPolicy,
+};
 pub use records::{MetadataRecord, NO_LEADER, PartitionRecord};
 pub use state::{BrokerRegistration, MetadataState, PartitionState, TopicState};

@@ -41,6 +41,11 @@ pub enum ControllerError {
     StaleBrokerEpoch { broker_id: u32, broker_epoch: u64 },
     #[error("user '{0}' does not exist")]
     UnknownUser(String),
+    #[error("broker {0} is not registered")]
+    UnknownBroker(u32),
+    /// A request that cannot be carried out in the cluster's current state; the message says why.
+    #[error("{0}")]
+    InvalidRequest(String),
     /// A user or ACL change that can never be made (bad name, iterations out of range, malformed ACL).
     #[error("{0}")]
     InvalidSecurityChange(String),
@@ -159,7 +164,9 @@ pub fn create_topic(
     }
     let replication_factor =
         if replication_factor == 0 { policy.default_replication_factor } else { replication_factor };
-    let live = state.live_brokers();
+    // A stopping broker gets no new replicas: it would sit in the new ISRs while it is gone.
+    let live: Vec<u32> =
+        state.brokers.values().filter(|b| !b.fenced && !b.shutting_down).map(|b| b.broker_id).collect();
     if replication_factor as usize > live.len() {
         return Err(ControllerError::InvalidReplicationFactor(format!(
             "replication factor {replication_factor} exceeds the {} live broker(s)",
@@ -197,13 +204,10 @@ pub fn create_topic(
         .map(|p| {
             let start = (p as usize + topic_id as usize) % live.len();
             let replicas: Vec<u32> = (0..replication_factor as usize).map(|r| live[(start + r) % live.len()]).collect();
-            PartitionRecord {
-                leader: replicas[0],
-                leader_epoch: 0,
-                isr: replicas.clone(),
-                replicas,
-                partition_epoch: 0,
-            }
+            // The first replica is the preferred leader; a draining one leads only if every replica drains.
+            let may_lead = |id: &u32| state.brokers.get(id).is_some_and(|b| b.may_lead());
+            let leader = replicas.iter().copied().find(may_lead).unwrap_or(replicas[0]);
+            PartitionRecord { leader, leader_epoch: 0, isr: replicas.clone(), replicas, partition_epoch: 0 }
         })
         .collect();
     Ok(vec![MetadataRecord::CreateTopic { name: name.into(), topic_id, config, partitions }])
@@ -265,8 +269,10 @@ pub fn alter_partition(
     if current.partition_epoch != partition_epoch {
         return Err(AlterPartitionError::StalePartitionEpoch);
     }
+    // A stopping broker left its ISRs on purpose (controlled shutdown): it may not catch up back into one.
     let eligible = |id: &u32| {
-        current.replicas.contains(id) && (current.isr.contains(id) || state.brokers.get(id).is_some_and(|b| !b.fenced))
+        current.replicas.contains(id)
+            && (current.isr.contains(id) || state.brokers.get(id).is_some_and(|b| !b.fenced && !b.shutting_down))
     };
     if !isr.contains(&leader) || !isr.iter().all(eligible) {
         return Err(AlterPartitionError::IneligibleReplica);
@@ -288,6 +294,7 @@ pub fn fence_broker(state: &MetadataState, broker_id: u32, policy: &TopicPolicy)
     let Some(broker) = state.brokers.get(&broker_id).filter(|b| !b.fenced) else { return Vec::new() };
     let mut records = vec![MetadataRecord::FenceBroker { broker_id, broker_epoch: broker.broker_epoch }];
     let live = |id: &u32| *id != broker_id && state.brokers.get(id).is_some_and(|b| !b.fenced);
+    let may_lead = |id: &u32| *id != broker_id && state.brokers.get(id).is_some_and(|b| b.may_lead());
     for topic in state.topics.values() {
         let unclean = TopicConfig::parse(&topic.config, &policy.defaults, policy.batch_bytes_max)
             .map(|c| c.unclean_leader_election)
@@ -299,7 +306,9 @@ pub fn fence_broker(state: &MetadataState, broker_id: u32, policy: &TopicPolicy)
             let mut change = p.clone();
             let remaining: Vec<u32> = p.isr.iter().copied().filter(|id| *id != broker_id).collect();
             if p.leader == broker_id || p.leader == NO_LEADER {
-                let clean = p.replicas.iter().copied().find(|id| remaining.contains(id) && live(id));
+                // A draining broker leads only where no other in-sync replica can.
+                let clean = p.replicas.iter().copied().find(|id| remaining.contains(id) && may_lead(id));
+                let clean = clean.or_else(|| p.replicas.iter().copied().find(|id| remaining.contains(id) && live(id)));
                 match clean {
                     Some(leader) => {
                         change.leader = leader;
@@ -350,7 +359,12 @@ pub fn unfence_broker(state: &MetadataState, broker_id: u32) -> Vec<MetadataReco
     records
 }
 
+mod operate;
 mod security;
+pub use operate::{
+    ClusterChange, ClusterChangeOutcome, Election, ElectionOutcome, Stuck, alter_cluster, drain_broker,
+    elect_preferred_leaders, undrain_broker,
+};
 pub use security::{SecurityChange, alter_security};
 
 #[cfg(test)]

@@ -48,6 +48,23 @@ pub enum MetadataRecord {
         broker_id: u32,
         broker_epoch: u64,
     },
+    /// The broker is being drained: the controller moves its leaderships to other in-sync replicas and elects
+    /// it leader of nothing while others are eligible (the `PartitionChange` records follow in the same
+    /// proposal). With `shutdown` it is about to stop (controlled shutdown): it also leaves every ISR it is not
+    /// the last member of, so that acks=all writes stop waiting for it, and may not rejoin one in this
+    /// incarnation. A new registration ends either.
+    DrainBroker {
+        broker_id: u32,
+        broker_epoch: u64,
+        #[serde(default)]
+        shutdown: bool,
+    },
+    /// An on-demand drain is called off: the broker may lead again (preferred-leader election moves its
+    /// leaderships back).
+    UndrainBroker {
+        broker_id: u32,
+        broker_epoch: u64,
+    },
     /// A topic and the initial state of each of its partitions.
     CreateTopic {
         name: String,

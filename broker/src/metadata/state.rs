@@ -19,6 +19,20 @@ pub struct BrokerRegistration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_address: Option<String>,
     pub fenced: bool,
+    /// `DrainBroker`: elected leader only where no other in-sync replica is eligible.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
+    /// `DrainBroker` with `shutdown`: the broker is stopping, so it may not join an ISR again in this
+    /// incarnation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shutting_down: bool,
+}
+
+impl BrokerRegistration {
+    /// Whether the controller may make this broker a leader when another choice exists.
+    pub fn may_lead(&self) -> bool {
+        !self.fenced && !self.draining
+    }
 }
 
 pub type PartitionState = PartitionRecord;
@@ -84,6 +98,8 @@ impl MetadataState {
                         address: address.clone(),
                         kafka_address: kafka_address.clone(),
                         fenced: false,
+                        draining: false,
+                        shutting_down: false,
                     },
                 );
             }
@@ -95,6 +111,23 @@ impl MetadataState {
                     _ => return Err(format!("{record:?} at {offset}: no broker {broker_id} in epoch {broker_epoch}")),
                 }
             }
+            MetadataRecord::DrainBroker { broker_id, broker_epoch, shutdown } => {
+                match self.brokers.get_mut(broker_id) {
+                    Some(b) if b.broker_epoch == *broker_epoch => {
+                        b.draining = true;
+                        b.shutting_down |= *shutdown;
+                    }
+                    _ => return Err(format!("{record:?} at {offset}: no broker {broker_id} in epoch {broker_epoch}")),
+                }
+            }
+            MetadataRecord::UndrainBroker { broker_id, broker_epoch } => match self.brokers.get_mut(broker_id) {
+                Some(b) if b.broker_epoch == *broker_epoch && !b.shutting_down => b.draining = false,
+                _ => {
+                    return Err(format!(
+                        "{record:?} at {offset}: no running broker {broker_id} in epoch {broker_epoch}"
+                    ));
+                }
+            },
             MetadataRecord::CreateTopic { name, topic_id, config, partitions } => {
                 if self.topics.contains_key(name) {
                     return Err(format!("CreateTopic at {offset}: topic '{name}' exists"));

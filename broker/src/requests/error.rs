@@ -227,7 +227,8 @@ impl Error {
             ControllerError::UnknownProducerId { .. } => ErrorKind::UnknownProducerId,
             ControllerError::ProducerFenced { .. } => ErrorKind::ProducerFenced,
             ControllerError::UnknownUser(_) => ErrorKind::ResourceNotFound,
-            ControllerError::InvalidSecurityChange(_) => ErrorKind::InvalidRequest,
+            ControllerError::InvalidSecurityChange(_) | ControllerError::InvalidRequest(_) => ErrorKind::InvalidRequest,
+            ControllerError::UnknownBroker(_) => ErrorKind::ResourceNotFound,
         };
         Error::new(kind, e.to_string())
     }

@@ -129,3 +129,18 @@ pub async fn alter_security(
     serde_json::from_slice(&response.removed_acls_json)
         .map_err(|e| Error::new(ErrorKind::Unknown, format!("the controller's answer does not decode: {e}")))
 }
+
+/// A drain, undrain or leader election at the active controller (another node).
+pub async fn alter_cluster(
+    core: &BrokerCore,
+    change: &crate::metadata::ClusterChange,
+) -> Result<crate::metadata::ClusterChangeOutcome, Error> {
+    let change_json = serde_json::to_vec(change).expect("cluster changes always serialise");
+    let request = proto::AlterClusterRequest { change_json: change_json.into() };
+    let response = core.link.forward_alter_cluster(request).await.map_err(|e| Error::controller_unavailable(&e))?;
+    if let Some(e) = &response.error {
+        return Err(from_proto(e));
+    }
+    serde_json::from_slice(&response.outcome_json)
+        .map_err(|e| Error::new(ErrorKind::Unknown, format!("the controller's answer does not decode: {e}")))
+}

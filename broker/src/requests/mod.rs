@@ -15,6 +15,7 @@ mod fetch;
 mod forward;
 mod group;
 mod monitor;
+mod operate;
 mod produce;
 mod quota;
 mod security;

@@ -156,11 +156,56 @@ pub fn describe_cluster(core: &BrokerCore, who: &Principal) -> DescribeClusterRe
                 fenced: b.fenced,
                 broker_epoch: b.broker_epoch,
                 kafka_address: b.kafka_address.unwrap_or_default(),
+                draining: b.draining,
+                shutting_down: b.shutting_down,
             })
             .collect(),
         active_controller: cluster.active_controller,
         voters: cluster.voters,
     }
+}
+
+pub async fn drain_broker(
+    core: &BrokerCore,
+    who: &Principal,
+    request: proto::DrainBrokerRequest,
+) -> proto::DrainBrokerResponse {
+    match core.drain_broker(who, request.broker_id, request.cancel).await {
+        Ok(outcome) => {
+            let refs = |list: Vec<(String, u32)>| {
+                list.into_iter().map(|(topic, partition)| proto::PartitionRef { topic, partition }).collect()
+            };
+            proto::DrainBrokerResponse { error: None, stuck: refs(outcome.stuck), unmovable: refs(outcome.unmovable) }
+        }
+        Err(e) => proto::DrainBrokerResponse { error: Some(errors::to_proto(&e)), ..Default::default() },
+    }
+}
+
+pub async fn elect_leaders(
+    core: &BrokerCore,
+    who: &Principal,
+    request: proto::ElectLeadersRequest,
+) -> proto::ElectLeadersResponse {
+    use crate::metadata::ElectionOutcome;
+    let elections = match core.elect_leaders(who, &request.topics).await {
+        Ok(elections) => elections,
+        Err(e) => return proto::ElectLeadersResponse { error: Some(errors::to_proto(&e)), ..Default::default() },
+    };
+    let results = elections.into_iter().map(|e| {
+        let (outcome, reason) = match e.outcome {
+            ElectionOutcome::Elected => ("elected", String::new()),
+            ElectionOutcome::AlreadyPreferred => ("already-preferred", String::new()),
+            ElectionOutcome::NotEligible(reason) => ("not-eligible", reason),
+        };
+        proto::ElectionResult {
+            topic: e.topic,
+            partition: e.partition,
+            preferred: e.preferred,
+            outcome: outcome.to_owned(),
+            reason,
+        }
+    });
+    proto::ElectLeadersResponse { error: None, results: results.collect() }
 }
 
 pub fn init_producer_id_response(outcome: Result<(i64, i16), crate::requests::Error>) -> InitProducerIdResponse {

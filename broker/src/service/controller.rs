@@ -5,17 +5,17 @@ use std::sync::Arc;
 
 use rill_proto::v1::controller_server::Controller as ControllerRpc;
 use rill_proto::v1::{
-    AlterPartitionErrorCode, AlterPartitionRequest, AlterPartitionResponse, AlterSecurityRequest,
-    AlterSecurityResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, InitProducerIdRequest, InitProducerIdResponse, RegisterBrokerRequest,
-    RegisterBrokerResponse,
+    AlterClusterRequest, AlterClusterResponse, AlterPartitionErrorCode, AlterPartitionRequest, AlterPartitionResponse,
+    AlterSecurityRequest, AlterSecurityResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    RegisterBrokerRequest, RegisterBrokerResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::admin;
 use super::errors::to_proto;
 use crate::clock::now_ms;
-use crate::metadata::SecurityChange;
+use crate::metadata::{ClusterChange, SecurityChange};
 use crate::replication::AlterPartitionError;
 use crate::requests::{BrokerCore, Error};
 
@@ -144,6 +144,22 @@ impl ControllerRpc for ControllerService {
                 removed_acls_json: serde_json::to_vec(&removed).expect("ACLs always serialise").into(),
             },
             Err(e) => AlterSecurityResponse { error: Some(to_proto(&e)), ..Default::default() },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn alter_cluster(
+        &self,
+        request: Request<AlterClusterRequest>,
+    ) -> Result<Response<AlterClusterResponse>, Status> {
+        let change: ClusterChange = serde_json::from_slice(&request.into_inner().change_json)
+            .map_err(|e| Status::invalid_argument(format!("the cluster change does not decode: {e}")))?;
+        let response = match self.core.alter_cluster_here(&change).await {
+            Ok(outcome) => AlterClusterResponse {
+                error: None,
+                outcome_json: serde_json::to_vec(&outcome).expect("outcomes always serialise").into(),
+            },
+            Err(e) => AlterClusterResponse { error: Some(to_proto(&e)), ..Default::default() },
         };
         Ok(Response::new(response))
     }

@@ -181,6 +181,22 @@ impl Rill for RillService {
         Ok(Response::new(admin::describe_cluster(&self.core, &who)))
     }
 
+    async fn drain_broker(
+        &self,
+        request: Request<DrainBrokerRequest>,
+    ) -> Result<Response<DrainBrokerResponse>, Status> {
+        let who = self.admit(&request).await?;
+        Ok(Response::new(admin::drain_broker(&self.core, &who, request.into_inner()).await))
+    }
+
+    async fn elect_leaders(
+        &self,
+        request: Request<ElectLeadersRequest>,
+    ) -> Result<Response<ElectLeadersResponse>, Status> {
+        let who = self.admit(&request).await?;
+        Ok(Response::new(admin::elect_leaders(&self.core, &who, request.into_inner()).await))
+    }
+
     async fn broker_stats(
         &self,
         request: Request<BrokerStatsRequest>,

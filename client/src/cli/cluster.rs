@@ -1,13 +1,13 @@
-//! `rill cluster status [--watch]`.
+//! `rill cluster status [--watch]` and `rill broker drain`.
 
 use rill_client::{Admin, ClientConfig, ClusterDescription};
 use serde::Serialize;
 
 use std::io::IsTerminal;
 
-use super::Format;
-use super::output::{ids, print, table};
+use super::output::{ids, print, print_json, table};
 use super::watch::Repeat;
+use super::{BrokerCommand, Format};
 
 #[derive(Serialize)]
 struct StatusJson {
@@ -28,10 +28,6 @@ struct BrokerJson {
 struct ControllerJson {
     active: u32,
     voters: Vec<u32>,
-}
-
-fn state(fenced: bool) -> &'static str {
-    if fenced { "fenced" } else { "alive" }
 }
 
 /// Prints the cluster's brokers and controller once, or with `repeat` again and again (`--watch`).
@@ -66,7 +62,7 @@ fn render(cluster: ClusterDescription, format: Format) -> anyhow::Result<String>
                 .iter()
                 .map(|b| {
                     let kafka = b.kafka_address.clone().unwrap_or_else(|| "-".into());
-                    vec![b.id.to_string(), b.address.clone(), kafka, state(b.fenced).into(), b.broker_epoch.to_string()]
+                    vec![b.id.to_string(), b.address.clone(), kafka, b.state().into(), b.broker_epoch.to_string()]
                 })
                 .collect();
             let mut text = table(&["ID", "ADDRESS", "KAFKA_ADDRESS", "STATE", "BROKER_EPOCH"], &rows);
@@ -86,13 +82,43 @@ fn to_json(cluster: ClusterDescription) -> StatusJson {
             .brokers
             .into_iter()
             .map(|b| BrokerJson {
+                state: b.state(),
                 id: b.id,
                 address: b.address,
                 kafka_address: b.kafka_address,
-                state: state(b.fenced),
                 broker_epoch: b.broker_epoch,
             })
             .collect(),
         controller: ControllerJson { active: cluster.active_controller, voters: cluster.voters },
     }
+}
+
+/// `rill broker drain ID [--cancel]`.
+pub async fn broker(client: ClientConfig, command: BrokerCommand) -> anyhow::Result<()> {
+    let admin = Admin::connect(client).await?;
+    let BrokerCommand::Drain { id, cancel, format } = command;
+    let outcome = admin.drain_broker(id, cancel).await?;
+    if format == Format::Json {
+        return print_json(&outcome);
+    }
+    if cancel {
+        eprintln!("broker {id} may lead again; `rill topic elect-leaders` moves its preferred leaderships back");
+        return Ok(());
+    }
+    let list = |partitions: &[rill_client::TopicPartition]| {
+        partitions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    };
+    if outcome.stuck.is_empty() && outcome.unmovable.is_empty() {
+        eprintln!("broker {id} is drained: it leads no partition");
+    }
+    if !outcome.stuck.is_empty() {
+        eprintln!(
+            "broker {id} still leads {} (their other replicas are not in sync yet; drain again later)",
+            list(&outcome.stuck)
+        );
+    }
+    if !outcome.unmovable.is_empty() {
+        eprintln!("broker {id} still leads {} (no other replica is alive)", list(&outcome.unmovable));
+    }
+    Ok(())
 }

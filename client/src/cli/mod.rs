@@ -80,6 +80,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TopicCommand,
     },
+    /// Drain a broker: move its leaderships to other in-sync replicas.
+    Broker {
+        #[command(subcommand)]
+        command: BrokerCommand,
+    },
     /// Show the brokers and the controller quorum.
     Cluster {
         #[command(subcommand)]
@@ -183,6 +188,13 @@ pub enum TopicCommand {
     },
     /// Delete a topic and all its records.
     Delete { name: String },
+    /// Preferred-leader election: each partition's first replica leads again where it is in sync.
+    ElectLeaders {
+        /// Topics to elect in (default: every topic).
+        topics: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +231,20 @@ fn parse_key_value(pair: &str) -> Result<(String, String), String> {
         return Err(format!("'{pair}' has an empty key"));
     }
     Ok((key.to_owned(), value.to_owned()))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BrokerCommand {
+    /// Move the broker's leaderships to other in-sync replicas and keep it from leading while another
+    /// replica can (it keeps replicating); what stays is listed. A stopping broker does this itself.
+    Drain {
+        id: u32,
+        /// Let the broker lead again (then `rill topic elect-leaders` moves leaderships back).
+        #[arg(long)]
+        cancel: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -374,6 +400,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster { command: ClusterCommand::Status { format, watch, repeat } } => {
             cluster::status(client, format, watch.then_some(repeat)).await
         }
+        Command::Broker { command } => cluster::broker(client, command).await,
         Command::Top(repeat) => top::run(client, repeat).await,
         Command::Produce(args) => produce::run(client, args).await,
         Command::Consume(args) => consume::run(client, args).await,

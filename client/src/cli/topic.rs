@@ -1,4 +1,4 @@
-//! `rill topic create|list|describe|delete`.
+//! `rill topic create|list|describe|delete|elect-leaders`.
 
 use rill_client::{Admin, ClientConfig, TopicDescription};
 use serde::Serialize;
@@ -27,6 +27,26 @@ pub async fn run(client: ClientConfig, command: TopicCommand) -> anyhow::Result<
             admin.delete_topic(&name).await?;
             eprintln!("deleted topic {name}");
             Ok(())
+        }
+        TopicCommand::ElectLeaders { topics, format } => {
+            let elections = admin.elect_leaders(&topics).await?;
+            match format {
+                Format::Json => print_json(&elections),
+                Format::Text => {
+                    let rows: Vec<Vec<String>> = elections
+                        .iter()
+                        .map(|e| {
+                            let outcome = if e.reason.is_empty() {
+                                e.outcome.clone()
+                            } else {
+                                format!("{} ({})", e.outcome, e.reason)
+                            };
+                            vec![e.topic.clone(), e.partition.to_string(), e.preferred.to_string(), outcome]
+                        })
+                        .collect();
+                    print(&table(&["TOPIC", "PARTITION", "PREFERRED", "OUTCOME"], &rows))
+                }
+            }
         }
     }
 }

@@ -32,9 +32,10 @@ function fill(tableId, rows) {
 function renderBrokers(overview) {
   fill("brokers", overview.brokers.map((b) => {
     const tr = document.createElement("tr");
+    const state = b.fenced ? "fenced" : b.shutting_down ? "stopping" : b.draining ? "draining" : "alive";
     tr.className = b.fenced ? "fenced" : "alive";
     tr.dataset.broker = b.id;
-    tr.append(cell(b.id), badge(b.fenced ? "fenced" : "alive", b.fenced ? "fenced" : "alive"), cell(b.epoch),
+    tr.append(cell(b.id), badge(state, b.fenced ? "fenced" : state === "alive" ? "alive" : "draining"), cell(b.epoch),
       cell(b.address), cell(b.kafka_address), cell(b.leaderships));
     return tr;
   }));

@@ -88,6 +88,8 @@ mod tests {
             address: "h:1".into(),
             kafka_address: address.map(str::to_string),
             fenced: false,
+            draining: false,
+            shutting_down: false,
         };
         assert_eq!(kafka_endpoint(&broker(Some("kafka-1:9092"))), Some(("kafka-1".into(), 9092)));
         assert_eq!(kafka_endpoint(&broker(Some("[::1]:9093"))), Some(("::1".into(), 9093)));

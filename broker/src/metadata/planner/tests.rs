@@ -237,3 +237,112 @@ fn an_exhausted_epoch_gets_a_new_producer_id() {
     let (_, granted) = init_producer_id(&state, 0, i16::MAX).unwrap();
     assert_eq!(granted, (1, 0));
 }
+
+fn drain(state: &mut MetadataState, broker: u32, shutdown: bool) -> ClusterChangeOutcome {
+    let change = ClusterChange::Drain { broker_id: broker, broker_epoch: None, shutdown };
+    let (records, outcome) = alter_cluster(state, &change).unwrap();
+    apply(state, &records);
+    outcome
+}
+
+#[test]
+fn a_drained_broker_hands_its_leaderships_to_in_sync_replicas_and_stays_in_sync() {
+    let mut state = cluster();
+    let before = partition(&state);
+    let outcome = drain(&mut state, before.leader, false);
+    let after = partition(&state);
+    assert!(outcome.stuck.is_empty() && outcome.unmovable.is_empty());
+    assert_ne!(after.leader, before.leader);
+    assert!(before.isr.contains(&after.leader));
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    assert_eq!(after.isr, before.isr, "an on-demand drain keeps the broker in sync");
+    assert!(state.brokers[&before.leader].draining);
+    // Draining again changes nothing; the leadership comes back once the drain is called off.
+    assert!(
+        alter_cluster(&state, &ClusterChange::Drain { broker_id: 1, broker_epoch: None, shutdown: false })
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    let (records, elections) = elect_preferred_leaders(&state, &[]).unwrap();
+    assert!(records.is_empty(), "a draining preferred leader is not elected");
+    assert!(matches!(elections[0].outcome, ElectionOutcome::NotEligible(_)));
+    step(&mut state, |s| undrain_broker(s, before.leader).unwrap());
+    let (records, elections) = elect_preferred_leaders(&state, &["t".to_string()]).unwrap();
+    apply(&mut state, &records);
+    assert_eq!(elections[0].outcome, ElectionOutcome::Elected);
+    assert_eq!(partition(&state).leader, before.replicas[0]);
+    assert_eq!(partition(&state).leader_epoch, before.leader_epoch + 2);
+}
+
+#[test]
+fn a_stopping_broker_leaves_every_isr_and_may_not_rejoin_until_it_registers_again() {
+    let mut state = cluster();
+    let before = partition(&state);
+    let stopping = before.replicas[1];
+    drain(&mut state, stopping, true);
+    let after = partition(&state);
+    assert_eq!(after.leader, before.leader, "a follower's drain moves no leadership");
+    assert!(!after.isr.contains(&stopping));
+    let mut rejoin = after.isr.clone();
+    rejoin.push(stopping);
+    let refused =
+        alter_partition(&state, "t", 0, after.leader, after.leader_epoch, after.partition_epoch, rejoin.clone());
+    assert!(matches!(refused, Err(AlterPartitionError::IneligibleReplica)));
+    assert!(undrain_broker(&state, stopping).is_err(), "a stopping broker's drain ends only with a restart");
+    step(&mut state, |s| register_broker(s, stopping, "h:2", None));
+    assert!(!state.brokers[&stopping].draining && !state.brokers[&stopping].shutting_down);
+    let after = partition(&state);
+    assert!(alter_partition(&state, "t", 0, after.leader, after.leader_epoch, after.partition_epoch, rejoin).is_ok());
+}
+
+#[test]
+fn leaderships_without_another_live_replica_in_sync_stay_and_are_reported() {
+    let mut state = cluster();
+    let leader = partition(&state).leader;
+    let followers: Vec<u32> = partition(&state).replicas.into_iter().filter(|id| *id != leader).collect();
+    // One follower fell out of the ISR, the other is fenced: nobody can take over yet.
+    let p = partition(&state);
+    let isr = vec![leader, followers[1]];
+    let (records, _) = alter_partition(&state, "t", 0, leader, p.leader_epoch, p.partition_epoch, isr).unwrap();
+    apply(&mut state, &records);
+    step(&mut state, |s| fence_broker(s, followers[1], &policy()));
+    let outcome = drain(&mut state, leader, true);
+    assert_eq!(outcome.stuck, vec![("t".to_string(), 0)], "the out-of-sync follower may still catch up");
+    assert_eq!(partition(&state).leader, leader);
+    assert_eq!(partition(&state).isr, vec![leader], "the leader stays in its own ISR");
+    // A single-replica topic has nobody to move to at all.
+    let records = create_topic(&state, &policy(), "single", 1, 1, BTreeMap::new()).unwrap();
+    apply(&mut state, &records);
+    let single_leader = state.topic("single").unwrap().partitions[0].leader;
+    let outcome = drain(&mut state, single_leader, false);
+    assert!(outcome.unmovable.contains(&("single".to_string(), 0)));
+}
+
+#[test]
+fn a_fenced_leader_is_replaced_by_an_in_sync_replica_that_is_not_draining() {
+    let mut state = cluster();
+    let p = partition(&state);
+    let (leader, second, third) = (p.leader, p.replicas[1], p.replicas[2]);
+    step(&mut state, |s| {
+        alter_cluster(s, &ClusterChange::Drain { broker_id: second, broker_epoch: None, shutdown: false }).unwrap().0
+    });
+    step(&mut state, |s| fence_broker(s, leader, &policy()));
+    assert_eq!(partition(&state).leader, third);
+    // New topics do not get a draining broker as leader either.
+    let records = create_topic(&state, &policy(), "new", 3, 2, BTreeMap::new()).unwrap();
+    let MetadataRecord::CreateTopic { partitions, .. } = &records[0] else { panic!() };
+    assert!(partitions.iter().all(|p| p.leader != second || p.replicas.iter().all(|r| *r == second)));
+}
+
+#[test]
+fn drains_of_unknown_or_old_incarnations_are_refused() {
+    let state = cluster();
+    let unknown = ClusterChange::Drain { broker_id: 9, broker_epoch: None, shutdown: false };
+    assert!(matches!(alter_cluster(&state, &unknown), Err(ControllerError::UnknownBroker(9))));
+    let old =
+        ClusterChange::Drain { broker_id: 1, broker_epoch: Some(state.brokers[&1].broker_epoch + 100), shutdown: true };
+    assert!(matches!(alter_cluster(&state, &old), Err(ControllerError::StaleBrokerEpoch { .. })));
+    let missing = ClusterChange::ElectLeaders { topics: vec!["nope".into()] };
+    assert!(matches!(alter_cluster(&state, &missing), Err(ControllerError::UnknownTopic(_))));
+}
