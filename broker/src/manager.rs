@@ -32,6 +32,9 @@ pub struct PartitionManager {
     /// says now).
     keyring: Option<Arc<Keyring>>,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    /// Each hosted partition's settings as last applied (the topic's overrides over this broker's defaults),
+    /// to notice config changes in new metadata.
+    configured: std::sync::Mutex<HashMap<PartitionKey, BTreeMap<String, String>>>,
     /// Offset of the metadata the hosted partitions reflect; creators wait on it.
     applied: watch::Sender<u64>,
     /// Whether the broker holds a valid controller lease; new partitions start with it.
@@ -72,6 +75,7 @@ impl PartitionManager {
             replica_lag_ms_max,
             keyring,
             partitions: RwLock::new(HashMap::new()),
+            configured: std::sync::Mutex::default(),
             applied: watch::channel(0).0,
             lease_valid: std::sync::atomic::AtomicBool::new(true),
             metrics,
@@ -100,6 +104,11 @@ impl PartitionManager {
     /// Brings the hosted partitions in line with `state`: opens (and recovers) the ones assigned here that
     /// are not open, deletes the ones whose topic is gone. Blocking: run it off the async workers.
     pub fn apply_metadata(&self, state: &MetadataState, now_ms: i64) {
+        // The startup defaults, overridden by the dynamic ones committed for this broker.
+        let mut defaults = self.topic_defaults.clone();
+        if let Some(dynamic) = state.broker_configs.get(&self.node_id) {
+            defaults.extend(dynamic.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         let mut wanted: HashMap<PartitionKey, (u64, PartitionState)> = HashMap::new();
         for topic in state.topics.values() {
             for (index, p) in topic.partitions.iter().enumerate() {
@@ -118,6 +127,10 @@ impl PartitionManager {
             keys.iter().filter_map(|k| map.remove(k)).collect()
         };
         for partition in stale {
+            self.configured
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&(partition.topic.clone(), partition.index));
             partition.retire(Offline::TopicDeleted);
             let name = partition.name();
             let topic_dir = partition.dir.parent().map(Path::to_path_buf);
@@ -131,25 +144,37 @@ impl PartitionManager {
             }
         }
         for ((topic, index), (topic_id, partition_state)) in wanted {
+            let overrides = &state.topics[&topic].config;
+            let mut settings = defaults.clone();
+            settings.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
             let partition = match self.get(&topic, index) {
-                Some(partition) => partition,
-                None => {
-                    let overrides = &state.topics[&topic].config;
-                    match self.open_partition(&topic, index, topic_id, overrides, now_ms) {
-                        Ok(partition) => {
-                            if !self.lease_valid.load(std::sync::atomic::Ordering::SeqCst) {
-                                partition.set_lease(false, now_ms);
-                            }
-                            let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
-                            map.insert((topic.clone(), index), partition.clone());
-                            partition
+                Some(partition) => {
+                    let mut configured = self.configured.lock().unwrap_or_else(|p| p.into_inner());
+                    if configured.get(&(topic.clone(), index)) != Some(&settings) {
+                        match TopicConfig::parse(overrides, &defaults, self.batch_bytes_max) {
+                            Ok(config) => partition.reconfigure(config),
+                            Err(e) => tracing::error!(topic, partition = index, error = %e, "topic config not applied"),
                         }
-                        Err(e) => {
-                            tracing::error!(topic, partition = index, error = %e, "could not open partition; it stays offline");
-                            continue;
-                        }
+                        configured.insert((topic.clone(), index), settings);
                     }
+                    partition
                 }
+                None => match self.open_partition(&topic, index, topic_id, overrides, &defaults, now_ms) {
+                    Ok(partition) => {
+                        if !self.lease_valid.load(std::sync::atomic::Ordering::SeqCst) {
+                            partition.set_lease(false, now_ms);
+                        }
+                        let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+                        map.insert((topic.clone(), index), partition.clone());
+                        let mut configured = self.configured.lock().unwrap_or_else(|p| p.into_inner());
+                        configured.insert((topic.clone(), index), settings);
+                        partition
+                    }
+                    Err(e) => {
+                        tracing::error!(topic, partition = index, error = %e, "could not open partition; it stays offline");
+                        continue;
+                    }
+                },
             };
             // The replica ignores metadata it has already applied, so every partition can be told every time.
             partition.apply_metadata(&partition_state, self.node_id, now_ms);
@@ -164,9 +189,10 @@ impl PartitionManager {
         index: u32,
         topic_id: u64,
         overrides: &BTreeMap<String, String>,
+        defaults: &BTreeMap<String, String>,
         now_ms: i64,
     ) -> anyhow::Result<Arc<Partition>> {
-        let mut config = TopicConfig::parse(overrides, &self.topic_defaults, self.batch_bytes_max)
+        let mut config = TopicConfig::parse(overrides, defaults, self.batch_bytes_max)
             .map_err(|e| anyhow::anyhow!("invalid stored topic config: {e}"))?;
         config.log.keyring = self.keyring.clone();
         let dir = self.topics_dir.join(topic_dir_name(topic, topic_id)).join(index.to_string());

@@ -459,6 +459,67 @@ impl Admin {
         Ok(results.collect())
     }
 
+    /// Sets (`set`) and removes (`delete`, back to the broker default) config keys of topic `topic`; every
+    /// broker applies them without a restart. Needs `alter` on the topic. Returns the topic's overrides now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Broker`] with `INVALID_CONFIG` naming an unknown key or a bad value,
+    /// `UNKNOWN_TOPIC_OR_PARTITION`, or an authorization error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the change may or may not have been committed when the future is dropped.
+    pub async fn alter_topic_config(
+        &self,
+        topic: &str,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<BTreeMap<String, String>> {
+        self.alter_configs(v1::alter_configs_request::Resource::Topic(topic.to_owned()), set, delete).await
+    }
+
+    /// Sets and removes broker `broker_id`'s dynamic topic defaults (topic config keys, over the defaults
+    /// it started with, for every topic without an override), applied without a restart. Needs `alter` on
+    /// the cluster. Returns the broker's dynamic defaults now.
+    ///
+    /// # Errors
+    ///
+    /// As [`Admin::alter_topic_config`], and `RESOURCE_NOT_FOUND` for an unknown broker.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe.
+    pub async fn alter_broker_config(
+        &self,
+        broker_id: u32,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<BTreeMap<String, String>> {
+        self.alter_configs(v1::alter_configs_request::Resource::BrokerId(broker_id), set, delete).await
+    }
+
+    async fn alter_configs(
+        &self,
+        resource: v1::alter_configs_request::Resource,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<BTreeMap<String, String>> {
+        let request = v1::AlterConfigsRequest { resource: Some(resource), set: set.into_iter().collect(), delete };
+        let response = self
+            .retrying(|| {
+                self.cluster.call_any(|mut client| {
+                    let request = self.cluster.request(request.clone(), Duration::ZERO);
+                    async move { client.alter_configs(request).await.map(tonic::Response::into_inner) }
+                })
+            })
+            .await?;
+        if let Some(e) = BrokerError::from_proto(response.error.as_ref()) {
+            return Err(Error::Broker(e));
+        }
+        Ok(response.config.into_iter().collect())
+    }
+
     /// Each registered broker's traffic counters, asked of the broker itself; a broker that does not answer
     /// is reported with its error.
     ///

@@ -2,7 +2,8 @@
 //! other in-sync replicas and `rill topic elect-leaders` puts them back; a rolling restart (SIGTERM, restart,
 //! wait until in sync, next) of all three brokers under an idempotent acks=all producer and a consumer group
 //! fails no write, loses nothing and writes nothing twice, because each stopping broker hands its
-//! leaderships over before it stops (controlled shutdown).
+//! leaderships over before it stops (controlled shutdown). `rill topic alter-config` and `rill broker
+//! alter-config` change settings that every broker applies without a restart.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,12 @@ const READ_MS_MAX: u64 = 30_000;
 static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn start_cluster() -> ClusterProcess {
-    let extra_args = vec!["--session-timeout-ms".to_owned(), SESSION_TIMEOUT_MS.to_string()];
+    start_cluster_with(&[])
+}
+
+fn start_cluster_with(more: &[&str]) -> ClusterProcess {
+    let mut extra_args = vec!["--session-timeout-ms".to_owned(), SESSION_TIMEOUT_MS.to_string()];
+    extra_args.extend(more.iter().map(|a| (*a).to_owned()));
     tokio::task::block_in_place(|| ClusterProcess::start(3, ClusterOptions { extra_args, through_proxy: false }))
 }
 
@@ -295,4 +301,65 @@ async fn a_rolling_restart_under_an_idempotent_producer_and_a_group_fails_loses_
     for p in admin.describe_topic(topic).await.unwrap().partitions {
         assert_eq!(p.leader, p.replicas[0], "{p:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn topic_and_broker_configs_change_at_runtime_on_every_broker() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = start_cluster_with(&["--retention-check-interval-ms", "200"]);
+    let admin = Admin::connect(cluster.client_config()).await.expect("connect admin");
+    let rill = |args: &[&str], stdin: &[u8]| tokio::task::block_in_place(|| cluster.rill(args, stdin));
+    rill(&["topic", "create", "tuned", "--partitions", "1", "--replication-factor", "3"], b"").success();
+    wait_in_sync(&admin, "tuned").await;
+    let big = "x".repeat(3_000);
+
+    // A smaller batch limit refuses what it allowed a moment ago; deleting the key allows it again.
+    let altered = rill(&["topic", "alter-config", "tuned", "max.message.bytes=1024"], b"").success();
+    assert!(altered.stdout.contains("max.message.bytes=1024"), "{altered:?}");
+    let refused = rill(&["produce", "tuned"], format!("{big}\n").as_bytes());
+    assert_ne!(refused.code(), Some(0), "a 3 kB batch passes a 1 kB limit: {refused:?}");
+    assert!(refused.stderr.contains("exceeds the limit of 1024 bytes"), "{refused:?}");
+    rill(&["topic", "alter-config", "tuned", "--delete", "max.message.bytes"], b"").success();
+    rill(&["produce", "tuned"], format!("{big}\n").as_bytes()).success();
+
+    // Small segments and a byte limit make retention delete old segments, on the running brokers.
+    rill(&["topic", "alter-config", "tuned", "segment.bytes=4096", "retention.bytes=8192"], b"").success();
+    let description = json(&rill(&["topic", "describe", "tuned", "--format", "json"], b"").success().stdout);
+    assert_eq!(description["config"]["retention.bytes"], "8192", "{description}");
+    let lines: Vec<String> = (0..200).map(|i| format!("{i:04}-{}", "y".repeat(200))).collect();
+    rill(&["produce", "tuned"], &rill_tests::lines_input(&lines)).success();
+    wait_for(Duration::from_millis(IN_SYNC_MS_MAX), "retention deletes old segments", || async {
+        let p = admin.describe_topic("tuned").await.map_err(|e| e.to_string())?.partitions[0].clone();
+        if p.log_start_offset > 0 { Ok(()) } else { Err(format!("{p:?}")) }
+    })
+    .await;
+
+    // A broker's dynamic defaults apply to topics without an override of their own, on that broker.
+    rill(&["topic", "create", "plain", "--partitions", "1", "--replication-factor", "3"], b"").success();
+    wait_in_sync(&admin, "plain").await;
+    for id in cluster.ids() {
+        let out = rill(&["broker", "alter-config", &id.to_string(), "max.message.bytes=1024"], b"").success();
+        assert!(out.stdout.contains(&format!("broker {id} config now")), "{out:?}");
+    }
+    let refused = rill(&["produce", "plain"], format!("{big}\n").as_bytes());
+    assert!(refused.stderr.contains("exceeds the limit of 1024 bytes"), "{refused:?}");
+    for id in cluster.ids() {
+        rill(&["broker", "alter-config", &id.to_string(), "--delete", "max.message.bytes"], b"").success();
+    }
+    rill(&["produce", "plain"], format!("{big}\n").as_bytes()).success();
+
+    // Bad changes are refused with the reason, and change nothing.
+    let unknown_key = rill(&["topic", "alter-config", "tuned", "no.such.key=1"], b"");
+    assert!(unknown_key.stderr.contains("unknown topic config key 'no.such.key'"), "{unknown_key:?}");
+    let bad_value = rill(&["topic", "alter-config", "tuned", "min.insync.replicas=4"], b"");
+    assert!(bad_value.stderr.contains("exceeds the replication factor"), "{bad_value:?}");
+    let unknown_topic = rill(&["topic", "alter-config", "nope", "retention.ms=1"], b"");
+    assert!(unknown_topic.stderr.contains("nope"), "{unknown_topic:?}");
+    let unknown_broker = rill(&["broker", "alter-config", "9", "retention.ms=1"], b"");
+    assert!(unknown_broker.stderr.contains("broker 9 is not registered"), "{unknown_broker:?}");
+    let nothing = rill(&["topic", "alter-config", "tuned"], b"");
+    assert_ne!(nothing.code(), Some(0));
+    let description = json(&rill(&["topic", "describe", "tuned", "--format", "json"], b"").success().stdout);
+    assert_eq!(description["config"]["segment.bytes"], "4096", "{description}");
+    assert!(description["config"].get("no.such.key").is_none());
 }

@@ -244,9 +244,10 @@ impl Controller {
     pub async fn alter_cluster(&self, change: &ClusterChange) -> Result<ClusterChangeOutcome, ControllerError> {
         let mut planned = ClusterChangeOutcome::default();
         let mut count = 0;
+        let policy = self.policy.clone();
         let first = self
             .commit(|state| {
-                let (records, outcome) = planner::alter_cluster(state, change)?;
+                let (records, outcome) = planner::alter_cluster(state, &policy, change)?;
                 planned = outcome;
                 count = records.len() as u64;
                 Ok(records)

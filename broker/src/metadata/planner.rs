@@ -362,8 +362,8 @@ pub fn unfence_broker(state: &MetadataState, broker_id: u32) -> Vec<MetadataReco
 mod operate;
 mod security;
 pub use operate::{
-    ClusterChange, ClusterChangeOutcome, Election, ElectionOutcome, Stuck, alter_cluster, drain_broker,
-    elect_preferred_leaders, undrain_broker,
+    ClusterChange, ClusterChangeOutcome, Election, ElectionOutcome, Stuck, alter_broker_config, alter_cluster,
+    alter_topic_config, drain_broker, elect_preferred_leaders, undrain_broker,
 };
 pub use security::{SecurityChange, alter_security};
 

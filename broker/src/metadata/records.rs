@@ -82,6 +82,19 @@ pub enum MetadataRecord {
         name: String,
         topic_id: u64,
     },
+    /// A topic's config overrides are replaced by `config` (whole); brokers apply it to the topic's
+    /// partitions without a restart.
+    AlterTopicConfig {
+        name: String,
+        topic_id: u64,
+        config: BTreeMap<String, String>,
+    },
+    /// Broker `broker_id`'s dynamic topic defaults are replaced by `config` (whole): they override its
+    /// startup defaults (flags, config file) for every topic without an override of its own.
+    SetBrokerConfig {
+        broker_id: u32,
+        config: BTreeMap<String, String>,
+    },
     /// Producer ids `first_id .. first_id + count` are handed out; ids are never handed out twice, across
     /// controller failovers too, because the allocation is itself a committed record.
     AllocateProducerIds {

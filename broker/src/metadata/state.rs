@@ -71,6 +71,9 @@ pub struct MetadataState {
     /// Client quotas: per entity, its rates.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub quotas: QuotaTable,
+    /// `SetBrokerConfig`: each broker's dynamic topic defaults.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broker_configs: BTreeMap<u32, BTreeMap<String, String>>,
 }
 
 impl MetadataState {
@@ -180,6 +183,17 @@ impl MetadataState {
                 }
                 _ => return Err(format!("DeleteTopic at {offset}: no topic '{name}' with id {topic_id}")),
             },
+            MetadataRecord::AlterTopicConfig { name, topic_id, config } => match self.topics.get_mut(name) {
+                Some(t) if t.topic_id == *topic_id => t.config = config.clone(),
+                _ => return Err(format!("AlterTopicConfig at {offset}: no topic '{name}' with id {topic_id}")),
+            },
+            MetadataRecord::SetBrokerConfig { broker_id, config } => {
+                if config.is_empty() {
+                    self.broker_configs.remove(broker_id);
+                } else {
+                    self.broker_configs.insert(*broker_id, config.clone());
+                }
+            }
             MetadataRecord::UpsertScramCredential { user, mechanism, credential } => {
                 self.users.entry(user.clone()).or_default().insert(*mechanism, credential.clone());
             }

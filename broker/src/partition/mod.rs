@@ -98,7 +98,8 @@ pub struct Partition {
     pub topic: String,
     pub index: u32,
     pub topic_id: u64,
-    pub config: TopicConfig,
+    /// The topic's settings; replaced whole when the topic's (or the broker's default) config changes.
+    config: std::sync::RwLock<Arc<TopicConfig>>,
     pub dir: PathBuf,
     /// This partition itself, for the tasks its commands start.
     me: Weak<Partition>,
@@ -193,7 +194,7 @@ impl Partition {
             topic: id.topic,
             index: id.index,
             topic_id: id.topic_id,
-            config: id.config,
+            config: std::sync::RwLock::new(Arc::new(id.config)),
             dir: id.dir,
             me: me.clone(),
             link: id.link,
@@ -252,6 +253,36 @@ impl Partition {
 
     pub fn subscribe(&self) -> watch::Receiver<PartitionOffsets> {
         self.offsets.subscribe()
+    }
+
+    /// The topic's settings as of now.
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Applies changed topic settings without a restart: the log's (segment size and age, retention,
+    /// durability, index interval, page-cache window, encryption of new segments) from its next append, roll
+    /// or retention pass; the replica's (min ISR, durability, unclean election) from its next decision.
+    pub fn reconfigure(&self, config: TopicConfig) {
+        let mut config = config;
+        config.log.keyring = self.config().log.keyring.clone();
+        if let Err(e) = config.log.validate().and_then(|()| config.log.check_keys()) {
+            tracing::error!(partition = %self.name(), error = %e, "topic config not applied; the old one stays");
+            return;
+        }
+        self.write_log().set_config(config.log.clone());
+        self.lock_replica().set_topic_settings(
+            config.min_insync_replicas as usize,
+            config.log.durability == Durability::Fsync,
+            config.unclean_leader_election,
+        );
+        tracing::info!(
+            partition = %self.name(), min_insync_replicas = config.min_insync_replicas,
+            durability = ?config.log.durability, segment_bytes = config.log.segment_bytes_max,
+            retention_ms = ?config.log.retention_ms, retention_bytes = ?config.log.retention_bytes,
+            "topic config applied"
+        );
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
     }
 
     fn lock_replica(&self) -> MutexGuard<'_, Replica> {
@@ -433,7 +464,7 @@ impl Partition {
         self.execute(&mut replica, commands);
         drop(replica);
         self.appended.notify_waiters();
-        if self.config.log.durability == Durability::Fsync {
+        if self.config().log.durability == Durability::Fsync {
             self.request_flush();
         }
         Ok((first, last, leader_epoch))
@@ -538,7 +569,7 @@ impl Partition {
     /// Periodic upkeep: the replica's timers, interval flushes, age-based rolls, retention.
     pub fn maintain(self: &Arc<Self>, now_ms: i64, retention_due: bool) {
         self.step(Event::Tick { now_ms: now_ms.max(0) as u64 });
-        if let Durability::Interval { interval_ms } = self.config.log.durability {
+        if let Durability::Interval { interval_ms } = self.config().log.durability {
             let last = self.last_interval_flush_ms.load(Ordering::Relaxed);
             if now_ms.saturating_sub(last) >= interval_ms as i64 {
                 self.last_interval_flush_ms.store(now_ms, Ordering::Relaxed);

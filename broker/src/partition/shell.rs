@@ -115,7 +115,7 @@ impl Partition {
             }
         }
         assert_eq!(appended, accepted.len(), "every batch the replica accepted is in the fetch answer");
-        if self.config.log.durability == rill_storage::Durability::Fsync
+        if self.config().log.durability == rill_storage::Durability::Fsync
             && let Some(me) = self.me.upgrade()
         {
             me.request_flush();

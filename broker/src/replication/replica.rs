@@ -9,7 +9,8 @@ use super::leader::LeaderState;
 use super::messages::{Command, Event, ProduceError, Warning};
 use super::planted::PlantedBugs;
 
-/// Settings of one replica, fixed for its lifetime (the shell rebuilds the replica if a topic's config changes).
+/// Settings of one replica; the topic's (min ISR, durability, unclean election) may change while it runs
+/// (`Replica::set_topic_settings`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaConfig {
     /// This broker's id.
@@ -403,6 +404,14 @@ impl Replica {
     /// Leading and holding a lease: the only state in which produce requests and follower fetches are served.
     pub fn is_acting_leader(&self) -> bool {
         matches!(self.role, RoleState::Leader(_)) && self.lease_valid
+    }
+
+    /// The topic's config changed: later decisions (acks=all admission, the durable offset, elections)
+    /// use the new settings.
+    pub fn set_topic_settings(&mut self, min_insync_replicas: usize, durability_fsync: bool, unclean: bool) {
+        self.config.min_insync_replicas = min_insync_replicas;
+        self.config.durability_fsync = durability_fsync;
+        self.config.unclean_leader_election = unclean;
     }
 
     pub fn config(&self) -> &ReplicaConfig {

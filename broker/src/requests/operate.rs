@@ -2,6 +2,7 @@
 //! shutdown), and preferred-leader election. Decided by the active controller (in-process when it is this
 //! node, forwarded otherwise); an operator needs `alter` on the cluster.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{BrokerCore, Error, ErrorKind, forward};
@@ -35,6 +36,39 @@ impl BrokerCore {
         self.authorize(who, Operation::Alter, Resource::cluster())?;
         let outcome = self.alter_cluster(&ClusterChange::ElectLeaders { topics: topics.to_vec() }).await?;
         Ok(outcome.elections)
+    }
+
+    /// Sets and deletes keys of a topic's config overrides; every broker applies them to the topic's
+    /// partitions without a restart. Needs `alter` on the topic. Returns the resulting overrides.
+    pub async fn alter_topic_config(
+        &self,
+        who: &Principal,
+        topic: &str,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        self.authorize(who, Operation::Alter, Resource::topic(topic))?;
+        let change = ClusterChange::AlterTopicConfig { topic: topic.to_owned(), set, delete };
+        let outcome = self.alter_cluster(&change).await?;
+        tracing::info!(%who, topic, config = ?outcome.config, "topic config altered");
+        Ok(outcome.config)
+    }
+
+    /// Sets and deletes broker `broker_id`'s dynamic topic defaults (over its startup defaults, for topics
+    /// without an override); applied without a restart. Needs `alter` on the cluster. Returns the resulting
+    /// dynamic defaults.
+    pub async fn alter_broker_config(
+        &self,
+        who: &Principal,
+        broker_id: u32,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        self.authorize(who, Operation::Alter, Resource::cluster())?;
+        let change = ClusterChange::AlterBrokerConfig { broker_id, set, delete };
+        let outcome = self.alter_cluster(&change).await?;
+        tracing::info!(%who, broker_id, config = ?outcome.config, "broker config altered");
+        Ok(outcome.config)
     }
 
     /// The controlled shutdown of this broker: asks the controller to move its leaderships to other in-sync

@@ -112,7 +112,7 @@ fn append_one(core: &BrokerCore, p: &PartitionRecords, acks_all: bool) -> Result
     let Some(partition) = core.partitions.get(&p.topic, p.partition) else {
         return Err(core.missing_partition(&p.topic, p.partition).into());
     };
-    let batches = validate_batches(&p.records, partition.config.batch_bytes_max)?;
+    let batches = validate_batches(&p.records, partition.config().batch_bytes_max)?;
     match partition.append(&batches, acks_all, now_ms()) {
         Ok((base_offset, last_offset, leader_epoch)) => {
             let records = batches.iter().map(|(header, _)| u64::from(header.record_count)).sum();

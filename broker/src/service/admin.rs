@@ -208,6 +208,29 @@ pub async fn elect_leaders(
     proto::ElectLeadersResponse { error: None, results: results.collect() }
 }
 
+pub async fn alter_configs(
+    core: &BrokerCore,
+    who: &Principal,
+    request: proto::AlterConfigsRequest,
+) -> proto::AlterConfigsResponse {
+    use proto::alter_configs_request::Resource;
+    let set = request.set.into_iter().collect();
+    let altered = match request.resource {
+        Some(Resource::Topic(topic)) => core.alter_topic_config(who, &topic, set, request.delete).await,
+        Some(Resource::BrokerId(id)) => core.alter_broker_config(who, id, set, request.delete).await,
+        None => {
+            return proto::AlterConfigsResponse {
+                error: invalid("name a topic or a broker whose config to alter".to_owned()),
+                ..Default::default()
+            };
+        }
+    };
+    match altered {
+        Ok(config) => proto::AlterConfigsResponse { error: None, config: config.into_iter().collect() },
+        Err(e) => proto::AlterConfigsResponse { error: Some(errors::to_proto(&e)), ..Default::default() },
+    }
+}
+
 pub fn init_producer_id_response(outcome: Result<(i64, i16), crate::requests::Error>) -> InitProducerIdResponse {
     match outcome {
         Ok((producer_id, producer_epoch)) => {

@@ -197,6 +197,14 @@ impl Rill for RillService {
         Ok(Response::new(admin::elect_leaders(&self.core, &who, request.into_inner()).await))
     }
 
+    async fn alter_configs(
+        &self,
+        request: Request<AlterConfigsRequest>,
+    ) -> Result<Response<AlterConfigsResponse>, Status> {
+        let who = self.admit(&request).await?;
+        Ok(Response::new(admin::alter_configs(&self.core, &who, request.into_inner()).await))
+    }
+
     async fn broker_stats(
         &self,
         request: Request<BrokerStatsRequest>,

@@ -96,7 +96,13 @@ fn to_json(cluster: ClusterDescription) -> StatusJson {
 /// `rill broker drain ID [--cancel]`.
 pub async fn broker(client: ClientConfig, command: BrokerCommand) -> anyhow::Result<()> {
     let admin = Admin::connect(client).await?;
-    let BrokerCommand::Drain { id, cancel, format } = command;
+    let (id, cancel, format) = match command {
+        BrokerCommand::Drain { id, cancel, format } => (id, cancel, format),
+        BrokerCommand::AlterConfig(args) => {
+            let config = admin.alter_broker_config(args.name, args.set_map()?, args.delete.clone()).await?;
+            return super::output::print_config(&format!("broker {}", args.name), &config, args.format);
+        }
+    };
     let outcome = admin.drain_broker(id, cancel).await?;
     if format == Format::Json {
         return print_json(&outcome);

@@ -188,6 +188,9 @@ pub enum TopicCommand {
     },
     /// Delete a topic and all its records.
     Delete { name: String },
+    /// Change a topic's config at runtime (retention, segment size, min ISR, durability, ...); every broker
+    /// applies it without a restart.
+    AlterConfig(AlterConfigArgs<String>),
     /// Preferred-leader election: each partition's first replica leads again where it is in sync.
     ElectLeaders {
         /// Topics to elect in (default: every topic).
@@ -233,8 +236,47 @@ fn parse_key_value(pair: &str) -> Result<(String, String), String> {
     Ok((key.to_owned(), value.to_owned()))
 }
 
+/// `NAME|ID KEY=VALUE... [--delete KEY]...`.
+#[derive(Debug, Args)]
+pub struct AlterConfigArgs<T: Clone + Send + Sync + std::str::FromStr + 'static>
+where
+    <T as std::str::FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
+    /// The topic name or broker id.
+    pub name: T,
+    /// Keys to set.
+    #[arg(value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub set: Vec<(String, String)>,
+    /// A key to put back to its default, repeatable.
+    #[arg(long = "delete", value_name = "KEY")]
+    pub delete: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+impl<T: Clone + Send + Sync + std::str::FromStr + 'static> AlterConfigArgs<T>
+where
+    <T as std::str::FromStr>::Err: std::error::Error + Send + Sync + 'static,
+{
+    /// The keys to set as a map; a key given twice is an error.
+    pub fn set_map(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut map = BTreeMap::new();
+        for (key, value) in &self.set {
+            if map.insert(key.clone(), value.clone()).is_some() {
+                anyhow::bail!("config key '{key}' given more than once");
+            }
+        }
+        if map.is_empty() && self.delete.is_empty() {
+            anyhow::bail!("give at least one KEY=VALUE to set or --delete KEY");
+        }
+        Ok(map)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BrokerCommand {
+    /// Change a broker's topic defaults at runtime (for topics without their own value), without a restart.
+    AlterConfig(AlterConfigArgs<u32>),
     /// Move the broker's leaderships to other in-sync replicas and keep it from leading while another
     /// replica can (it keeps replicating); what stays is listed. A stopping broker does this itself.
     Drain {

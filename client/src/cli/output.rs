@@ -66,3 +66,23 @@ mod tests {
         assert_eq!(text, "NAME         N\ndemo         3\na-long-name  12\n");
     }
 }
+
+/// A config after a change: `KEY=VALUE` lines under a heading, or a JSON object.
+pub fn print_config(
+    what: &str,
+    config: &std::collections::BTreeMap<String, String>,
+    format: super::Format,
+) -> anyhow::Result<()> {
+    if format == super::Format::Json {
+        return print_json(config);
+    }
+    let mut text = if config.is_empty() {
+        format!("{what}: no overrides (defaults apply)\n")
+    } else {
+        format!("{what} config now:\n")
+    };
+    for (key, value) in config {
+        text.push_str(&format!("  {key}={value}\n"));
+    }
+    print(&text)
+}

@@ -1,4 +1,4 @@
-//! `rill topic create|list|describe|delete|elect-leaders`.
+//! `rill topic create|list|describe|delete|alter-config|elect-leaders`.
 
 use rill_client::{Admin, ClientConfig, TopicDescription};
 use serde::Serialize;
@@ -27,6 +27,10 @@ pub async fn run(client: ClientConfig, command: TopicCommand) -> anyhow::Result<
             admin.delete_topic(&name).await?;
             eprintln!("deleted topic {name}");
             Ok(())
+        }
+        TopicCommand::AlterConfig(args) => {
+            let config = admin.alter_topic_config(&args.name, args.set_map()?, args.delete.clone()).await?;
+            super::output::print_config(&format!("topic {}", args.name), &config, args.format)
         }
         TopicCommand::ElectLeaders { topics, format } => {
             let elections = admin.elect_leaders(&topics).await?;

@@ -1,11 +1,14 @@
 //! Moving leaderships on an operator's request: draining a broker (on demand, or as the controlled shutdown
 //! of a stopping one) and preferred-leader election. Pure, like the rest of the planner.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use super::ControllerError;
+use super::{ControllerError, TopicPolicy};
 use crate::metadata::records::{MetadataRecord, NO_LEADER, PartitionRecord};
 use crate::metadata::state::MetadataState;
+use crate::topic_config::TopicConfig;
 
 /// One partition's outcome in a preferred-leader election.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +42,10 @@ pub enum ClusterChange {
     Undrain { broker_id: u32 },
     /// See [`elect_preferred_leaders`].
     ElectLeaders { topics: Vec<String> },
+    /// See [`alter_topic_config`].
+    AlterTopicConfig { topic: String, set: BTreeMap<String, String>, delete: Vec<String> },
+    /// See [`alter_broker_config`].
+    AlterBrokerConfig { broker_id: u32, set: BTreeMap<String, String>, delete: Vec<String> },
 }
 
 /// What a [`ClusterChange`] did.
@@ -49,6 +56,8 @@ pub struct ClusterChangeOutcome {
     /// A drain's leaderships that cannot move: no other replica is alive.
     pub unmovable: Stuck,
     pub elections: Vec<Election>,
+    /// A config change's resulting overrides.
+    pub config: BTreeMap<String, String>,
     /// The controller's metadata offset once the change was committed: a broker whose metadata reached it
     /// sees the change.
     pub metadata_offset: u64,
@@ -57,6 +66,7 @@ pub struct ClusterChangeOutcome {
 /// Plans `change`: the records to commit and what they do.
 pub fn alter_cluster(
     state: &MetadataState,
+    policy: &TopicPolicy,
     change: &ClusterChange,
 ) -> Result<(Vec<MetadataRecord>, ClusterChangeOutcome), ControllerError> {
     let mut outcome = ClusterChangeOutcome::default();
@@ -77,6 +87,16 @@ pub fn alter_cluster(
         ClusterChange::ElectLeaders { topics } => {
             let (records, elections) = elect_preferred_leaders(state, topics)?;
             outcome.elections = elections;
+            records
+        }
+        ClusterChange::AlterTopicConfig { topic, set, delete } => {
+            let (records, config) = alter_topic_config(state, policy, topic, set, delete)?;
+            outcome.config = config;
+            records
+        }
+        ClusterChange::AlterBrokerConfig { broker_id, set, delete } => {
+            let (records, config) = alter_broker_config(state, policy, *broker_id, set, delete)?;
+            outcome.config = config;
             records
         }
     };
@@ -227,4 +247,99 @@ pub fn elect_preferred_leaders(
         }
     }
     Ok((records, elections))
+}
+
+/// `current` with `set` applied and `delete` removed; a key both set and deleted is refused.
+fn edited(
+    current: &BTreeMap<String, String>,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+) -> Result<BTreeMap<String, String>, ControllerError> {
+    if let Some(both) = delete.iter().find(|key| set.contains_key(*key)) {
+        return Err(ControllerError::InvalidConfig(format!("'{both}' is both set and deleted")));
+    }
+    if set.is_empty() && delete.is_empty() {
+        return Err(ControllerError::InvalidConfig("no key to set or delete".into()));
+    }
+    let mut config = current.clone();
+    config.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for key in delete {
+        config.remove(key);
+    }
+    Ok(config)
+}
+
+/// Checks a topic's resolved settings as the controller would at creation.
+fn check_topic_settings(
+    name: &str,
+    replication_factor: usize,
+    overrides: &BTreeMap<String, String>,
+    defaults: &BTreeMap<String, String>,
+    policy: &TopicPolicy,
+) -> Result<(), ControllerError> {
+    let parsed = TopicConfig::parse(overrides, defaults, policy.batch_bytes_max)
+        .map_err(|e| ControllerError::InvalidConfig(format!("topic {name}: {e}")))?;
+    if parsed.min_insync_replicas as usize > replication_factor {
+        return Err(ControllerError::InvalidConfig(format!(
+            "topic {name}: min.insync.replicas={} exceeds the replication factor {replication_factor}",
+            parsed.min_insync_replicas
+        )));
+    }
+    if parsed.log.encryption == rill_storage::Encryption::Aes256Gcm && !policy.encryption_key_loaded {
+        return Err(ControllerError::InvalidConfig(format!(
+            "topic {name}: encryption=aes-256-gcm needs an encryption key on the brokers (--encryption-key-file)"
+        )));
+    }
+    Ok(())
+}
+
+/// Sets and deletes keys of `topic`'s config overrides (a deleted key falls back to the broker default).
+/// Every key must be a topic key with a valid value; returns the record and the resulting overrides.
+pub fn alter_topic_config(
+    state: &MetadataState,
+    policy: &TopicPolicy,
+    topic: &str,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+) -> Result<(Vec<MetadataRecord>, BTreeMap<String, String>), ControllerError> {
+    let current = state.topic(topic).ok_or_else(|| ControllerError::UnknownTopic(topic.into()))?;
+    let config = edited(&current.config, set, delete)?;
+    let replication_factor = current.partitions.first().map_or(1, |p| p.replicas.len());
+    check_topic_settings(topic, replication_factor, &config, &policy.defaults, policy)?;
+    if config == current.config {
+        return Ok((Vec::new(), config));
+    }
+    let record =
+        MetadataRecord::AlterTopicConfig { name: topic.into(), topic_id: current.topic_id, config: config.clone() };
+    Ok((vec![record], config))
+}
+
+/// Sets and deletes broker `broker_id`'s dynamic topic defaults (topic keys, applied to every topic of that
+/// broker without an override). Each topic must stay valid under them; returns the record and the resulting
+/// dynamic defaults.
+pub fn alter_broker_config(
+    state: &MetadataState,
+    policy: &TopicPolicy,
+    broker_id: u32,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+) -> Result<(Vec<MetadataRecord>, BTreeMap<String, String>), ControllerError> {
+    registration_checked(state, broker_id, None)?;
+    let current = state.broker_configs.get(&broker_id).cloned().unwrap_or_default();
+    let config = edited(&current, set, delete)?;
+    let mut defaults = policy.defaults.clone();
+    defaults.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // The keys are checked even where every topic overrides them.
+    check_topic_settings("(broker default)", usize::MAX, &BTreeMap::new(), &defaults, policy)?;
+    for topic in state.topics.values() {
+        let hosted = topic.partitions.iter().any(|p| p.replicas.contains(&broker_id));
+        let replication_factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
+        if hosted {
+            check_topic_settings(&topic.name, replication_factor, &topic.config, &defaults, policy)?;
+        }
+    }
+    if config == current {
+        return Ok((Vec::new(), config));
+    }
+    Ok((vec![MetadataRecord::SetBrokerConfig { broker_id, config: config.clone() }], config))
 }

@@ -240,7 +240,7 @@ fn an_exhausted_epoch_gets_a_new_producer_id() {
 
 fn drain(state: &mut MetadataState, broker: u32, shutdown: bool) -> ClusterChangeOutcome {
     let change = ClusterChange::Drain { broker_id: broker, broker_epoch: None, shutdown };
-    let (records, outcome) = alter_cluster(state, &change).unwrap();
+    let (records, outcome) = alter_cluster(state, &policy(), &change).unwrap();
     apply(state, &records);
     outcome
 }
@@ -259,7 +259,7 @@ fn a_drained_broker_hands_its_leaderships_to_in_sync_replicas_and_stays_in_sync(
     assert!(state.brokers[&before.leader].draining);
     // Draining again changes nothing; the leadership comes back once the drain is called off.
     assert!(
-        alter_cluster(&state, &ClusterChange::Drain { broker_id: 1, broker_epoch: None, shutdown: false })
+        alter_cluster(&state, &policy(), &ClusterChange::Drain { broker_id: 1, broker_epoch: None, shutdown: false })
             .unwrap()
             .0
             .is_empty()
@@ -325,7 +325,9 @@ fn a_fenced_leader_is_replaced_by_an_in_sync_replica_that_is_not_draining() {
     let p = partition(&state);
     let (leader, second, third) = (p.leader, p.replicas[1], p.replicas[2]);
     step(&mut state, |s| {
-        alter_cluster(s, &ClusterChange::Drain { broker_id: second, broker_epoch: None, shutdown: false }).unwrap().0
+        alter_cluster(s, &policy(), &ClusterChange::Drain { broker_id: second, broker_epoch: None, shutdown: false })
+            .unwrap()
+            .0
     });
     step(&mut state, |s| fence_broker(s, leader, &policy()));
     assert_eq!(partition(&state).leader, third);
@@ -339,10 +341,53 @@ fn a_fenced_leader_is_replaced_by_an_in_sync_replica_that_is_not_draining() {
 fn drains_of_unknown_or_old_incarnations_are_refused() {
     let state = cluster();
     let unknown = ClusterChange::Drain { broker_id: 9, broker_epoch: None, shutdown: false };
-    assert!(matches!(alter_cluster(&state, &unknown), Err(ControllerError::UnknownBroker(9))));
+    assert!(matches!(alter_cluster(&state, &policy(), &unknown), Err(ControllerError::UnknownBroker(9))));
     let old =
         ClusterChange::Drain { broker_id: 1, broker_epoch: Some(state.brokers[&1].broker_epoch + 100), shutdown: true };
-    assert!(matches!(alter_cluster(&state, &old), Err(ControllerError::StaleBrokerEpoch { .. })));
+    assert!(matches!(alter_cluster(&state, &policy(), &old), Err(ControllerError::StaleBrokerEpoch { .. })));
     let missing = ClusterChange::ElectLeaders { topics: vec!["nope".into()] };
-    assert!(matches!(alter_cluster(&state, &missing), Err(ControllerError::UnknownTopic(_))));
+    assert!(matches!(alter_cluster(&state, &policy(), &missing), Err(ControllerError::UnknownTopic(_))));
+}
+
+#[test]
+fn config_changes_are_checked_like_creations_and_replace_the_overrides() {
+    let mut state = cluster();
+    let set = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let (records, config) = alter_topic_config(
+        &state,
+        &policy(),
+        "t",
+        &set(&[("retention.ms", "1000"), ("min.insync.replicas", "2")]),
+        &[],
+    )
+    .unwrap();
+    apply(&mut state, &records);
+    assert_eq!(state.topic("t").unwrap().config, config);
+    let (records, config) =
+        alter_topic_config(&state, &policy(), "t", &BTreeMap::new(), &["retention.ms".into()]).unwrap();
+    apply(&mut state, &records);
+    assert_eq!(config, set(&[("min.insync.replicas", "2")]));
+    for refused in [
+        alter_topic_config(&state, &policy(), "t", &set(&[("no.such.key", "1")]), &[]),
+        alter_topic_config(&state, &policy(), "t", &set(&[("retention.ms", "soon")]), &[]),
+        alter_topic_config(&state, &policy(), "t", &set(&[("min.insync.replicas", "4")]), &[]),
+        alter_topic_config(&state, &policy(), "t", &set(&[("encryption", "aes-256-gcm")]), &[]),
+        alter_topic_config(&state, &policy(), "t", &BTreeMap::new(), &[]),
+    ] {
+        assert!(matches!(refused, Err(ControllerError::InvalidConfig(_))), "{refused:?}");
+    }
+    assert!(matches!(
+        alter_topic_config(&state, &policy(), "nope", &set(&[("retention.ms", "1")]), &[]),
+        Err(ControllerError::UnknownTopic(_))
+    ));
+    let (records, config) =
+        alter_broker_config(&state, &policy(), 2, &set(&[("retention.bytes", "1048576")]), &[]).unwrap();
+    apply(&mut state, &records);
+    assert_eq!(state.broker_configs[&2], config);
+    assert!(alter_broker_config(&state, &policy(), 2, &set(&[("segment.bytes", "1")]), &[]).is_err());
+    assert!(alter_broker_config(&state, &policy(), 9, &set(&[("retention.ms", "1")]), &[]).is_err());
+    let (records, _) =
+        alter_broker_config(&state, &policy(), 2, &BTreeMap::new(), &["retention.bytes".into()]).unwrap();
+    apply(&mut state, &records);
+    assert!(!state.broker_configs.contains_key(&2));
 }
