@@ -411,7 +411,7 @@ impl Admin {
         let response = self
             .retrying(|| {
                 self.cluster.call_any(|mut client| {
-                    let request = self.cluster.request(request.clone(), Duration::ZERO);
+                    let request = self.cluster.request(request, Duration::ZERO);
                     async move { client.drain_broker(request).await.map(tonic::Response::into_inner) }
                 })
             })

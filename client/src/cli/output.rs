@@ -56,17 +56,6 @@ pub fn ignore_closed_pipe(result: io::Result<()>) -> anyhow::Result<()> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_aligns_columns() {
-        let text = table(&["NAME", "N"], &[vec!["demo".into(), "3".into()], vec!["a-long-name".into(), "12".into()]]);
-        assert_eq!(text, "NAME         N\ndemo         3\na-long-name  12\n");
-    }
-}
-
 /// A config after a change: `KEY=VALUE` lines under a heading, or a JSON object.
 pub fn print_config(
     what: &str,
@@ -85,4 +74,15 @@ pub fn print_config(
         text.push_str(&format!("  {key}={value}\n"));
     }
     print(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let text = table(&["NAME", "N"], &[vec!["demo".into(), "3".into()], vec!["a-long-name".into(), "12".into()]]);
+        assert_eq!(text, "NAME         N\ndemo         3\na-long-name  12\n");
+    }
 }
