@@ -21,9 +21,9 @@ use crate::types::{ProducerRecord, TopicPartition};
 /// Maps looked up for every record: foldhash instead of SipHash (the keys are the caller's own topic names).
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Batches of one partition an idempotent producer may have sent and not yet seen answered. The broker keeps
-/// the last 5 batches of each producer (DESIGN.md, Idempotent producer), so a retry of any of them is still
-/// recognised as a duplicate.
+/// Batches of one partition an idempotent producer may have sent since the oldest one not yet settled. The
+/// broker keeps the last 5 batches of each producer (DESIGN.md, Idempotent producer), so a retry of any
+/// unsettled batch is still recognised as a duplicate.
 pub(crate) const IDEMPOTENT_BATCHES_IN_FLIGHT_MAX: usize = 5;
 
 /// The producer id and epoch an idempotent producer stamps on its batches.
@@ -146,18 +146,40 @@ struct Sticky {
     partitions: u32,
 }
 
-/// Batches of one partition waiting to be sent (in creation order, which is sequence order), and the ids of
-/// those in flight.
+/// Batches of one partition waiting to be sent (in creation order, which is sequence order), the ids of
+/// those in flight, and the send window.
 #[derive(Default)]
 struct PartitionQueue {
     batches: VecDeque<ProducerBatch>,
     in_flight: BTreeSet<u64>,
+    /// The batches sent since the oldest one not yet settled (acknowledged or failed for good), oldest first,
+    /// each with whether it is settled. A batch acknowledged while an older one waits for its retry stays
+    /// here: the broker remembers a producer's last [`IDEMPOTENT_BATCHES_IN_FLIGHT_MAX`] batches, not its
+    /// unanswered ones, so the window, not the unanswered count, must stay within that number for the retry
+    /// to be recognised.
+    window: VecDeque<(u64, bool)>,
 }
 
 impl PartitionQueue {
-    /// Batches sent at least once and not yet answered for good: in flight, or back in the queue for a retry.
-    fn unsettled(&self) -> usize {
-        self.in_flight.len() + self.batches.iter().filter(|b| b.attempts > 0).count()
+    fn in_window(&self, batch_id: u64) -> bool {
+        self.window.binary_search_by_key(&batch_id, |&(id, _)| id).is_ok()
+    }
+
+    /// Counts a batch being sent in the window, once.
+    fn sent(&mut self, batch_id: u64) {
+        if let Err(position) = self.window.binary_search_by_key(&batch_id, |&(id, _)| id) {
+            self.window.insert(position, (batch_id, false));
+        }
+    }
+
+    /// A batch is settled; the window then starts at the oldest batch still unsettled.
+    fn settled(&mut self, batch_id: u64) {
+        if let Ok(position) = self.window.binary_search_by_key(&batch_id, |&(id, _)| id) {
+            self.window[position].1 = true;
+        }
+        while self.window.front().is_some_and(|&(_, settled)| settled) {
+            self.window.pop_front();
+        }
     }
 }
 
@@ -412,8 +434,8 @@ impl Accumulator {
         }
         let front = queue.batches.front()?;
         let allowed = if self.identity.is_some() {
-            // A retry is already counted among the unsettled batches.
-            front.attempts > 0 || queue.unsettled() < self.in_flight_max()
+            // A retry is already in the window.
+            queue.in_window(front.id) || queue.window.len() < self.in_flight_max()
         } else {
             queue.in_flight.is_empty()
         };
@@ -451,6 +473,7 @@ impl Accumulator {
         let queue = self.queues.get_mut(tp)?;
         let mut batch = queue.batches.remove(index)?;
         queue.in_flight.insert(batch.id);
+        queue.sent(batch.id);
         if !batch.is_sealed() {
             // The sticky partition's open batch is leaving: the next keyless records start a batch elsewhere.
             batch.seal(self.identity, self.sequences.entry(tp.clone()).or_insert(0));
@@ -487,6 +510,7 @@ impl Accumulator {
         self.incomplete.remove(&batch_id);
         if let Some(queue) = self.queues.get_mut(tp) {
             queue.in_flight.remove(&batch_id);
+            queue.settled(batch_id);
             if queue.batches.is_empty() && queue.in_flight.is_empty() {
                 self.queues.remove(tp);
             }
@@ -501,7 +525,9 @@ impl Accumulator {
             let mut index = 0;
             while index < queue.batches.len() {
                 if queue.batches[index].deadline <= now {
-                    expired.extend(queue.batches.remove(index));
+                    let batch = queue.batches.remove(index).expect("index is in range");
+                    queue.settled(batch.id);
+                    expired.push(batch);
                 } else {
                     index += 1;
                 }
@@ -535,6 +561,8 @@ impl Accumulator {
         self.sequences.clear();
         for (tp, queue) in &mut self.queues {
             debug_assert!(queue.in_flight.is_empty(), "epoch changes only with nothing in flight");
+            // No batch left is in any log: the new epoch's window starts empty.
+            queue.window.clear();
             let next_sequence = self.sequences.entry(tp.clone()).or_insert(0);
             for batch in queue.batches.iter_mut().filter(|b| b.is_sealed()) {
                 batch.renumber(identity, next_sequence);

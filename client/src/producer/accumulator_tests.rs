@@ -232,6 +232,29 @@ fn idempotent_partitions_pipeline_five_batches_and_retries_keep_their_sequence()
 }
 
 #[test]
+fn batches_acknowledged_past_one_awaiting_its_retry_hold_its_place_in_the_window() {
+    let now = Instant::now();
+    let mut acc = idempotent(300);
+    let tp = TopicPartition::new("t", 0);
+    let _rx = one_record_batches(&mut acc, 10, now);
+    let mut in_flight: Vec<ProducerBatch> = (0..5).map(|_| acc.take(&tp).expect("five may be in flight")).collect();
+    // The first answer is lost; the four after it are acknowledged.
+    let lost = in_flight.remove(0);
+    acc.requeue(lost, now);
+    for batch in in_flight.drain(..) {
+        acc.finished(&tp, batch.id);
+    }
+    let retry = acc.take(&tp).expect("the retry goes out");
+    assert_eq!(stamped(&retry).2, 0);
+    // Sending a sixth batch now could push the retried one out of the broker's last five, where its
+    // retry would no longer be recognised: it waits.
+    assert!(acc.take(&tp).is_none(), "the window is full while the oldest batch is unsettled");
+    acc.finished(&tp, retry.id);
+    let next: Vec<i32> = (0..5).map(|_| stamped(&acc.take(&tp).expect("the window moved on")).2).collect();
+    assert_eq!(next, vec![5, 6, 7, 8, 9]);
+}
+
+#[test]
 fn requeued_batches_return_in_sequence_order() {
     let now = Instant::now();
     let mut acc = idempotent(300);
