@@ -499,6 +499,38 @@ impl Admin {
         self.alter_configs(v1::alter_configs_request::Resource::BrokerId(broker_id), set, delete).await
     }
 
+    /// Grows `topic` to `partitions` partitions; the new ones get the topic's replication factor and are
+    /// spread over the live brokers like a new topic's. Existing partitions and their records stay as they
+    /// are, but keyed records map to partitions by the new count from then on (a key's later records may
+    /// land in another partition than its earlier ones). Producers and consumers see the new partitions at
+    /// their next metadata refresh (`metadata_max_age_ms`). Needs `alter` on the topic. With
+    /// `validate_only` nothing changes. Returns the partition count afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Broker`] with `INVALID_PARTITIONS` when `partitions` is not above the current count or above
+    /// the limit, `INVALID_REPLICATION_FACTOR` when fewer brokers are alive than the topic has replicas,
+    /// `UNKNOWN_TOPIC_OR_PARTITION`, `INVALID_TOPIC_NAME` for an internal topic, or an authorization error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the partitions may or may not have been added when the future is dropped.
+    pub async fn create_partitions(&self, topic: &str, partitions: u32, validate_only: bool) -> Result<u32> {
+        let request = v1::CreatePartitionsRequest { topic: topic.to_owned(), partitions, validate_only };
+        let response = self
+            .retrying(|| {
+                self.cluster.call_any(|mut client| {
+                    let request = self.cluster.request(request.clone(), Duration::ZERO);
+                    async move { client.create_partitions(request).await.map(tonic::Response::into_inner) }
+                })
+            })
+            .await?;
+        if let Some(e) = BrokerError::from_proto(response.error.as_ref()) {
+            return Err(Error::Broker(e));
+        }
+        Ok(response.partitions)
+    }
+
     async fn alter_configs(
         &self,
         resource: v1::alter_configs_request::Resource,

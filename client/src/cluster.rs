@@ -301,6 +301,14 @@ impl Cluster {
         Ok(next)
     }
 
+    /// When the cached metadata of known topics turns older than `metadata_max_age_ms`; `None` while no topic
+    /// is cached. A producer refreshes then, so that it sees partitions added since.
+    pub fn metadata_stale_at(&self) -> Option<Instant> {
+        let current = self.metadata.read().expect("metadata lock poisoned");
+        let max_age = Duration::from_millis(self.config.metadata_max_age_ms);
+        if current.topics.is_empty() { None } else { current.fetched_at.map(|at| at + max_age) }
+    }
+
     /// Refreshes when the cached metadata is older than `metadata_max_age_ms`.
     pub async fn refresh_if_old(&self, topics: &[String]) -> Result<Arc<Metadata>> {
         let current = self.metadata();

@@ -3,7 +3,8 @@
 //! wait until in sync, next) of all three brokers under an idempotent acks=all producer and a consumer group
 //! fails no write, loses nothing and writes nothing twice, because each stopping broker hands its
 //! leaderships over before it stops (controlled shutdown). `rill topic alter-config` and `rill broker
-//! alter-config` change settings that every broker applies without a restart.
+//! alter-config` change settings that every broker applies without a restart, and `rill topic add-partitions`
+//! grows a topic that a running producer then writes to.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -362,4 +363,74 @@ async fn topic_and_broker_configs_change_at_runtime_on_every_broker() {
     let description = json(&rill(&["topic", "describe", "tuned", "--format", "json"], b"").success().stdout);
     assert_eq!(description["config"]["segment.bytes"], "4096", "{description}");
     assert!(description["config"].get("no.such.key").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn added_partitions_are_replicated_and_a_running_producer_writes_to_them() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = start_cluster();
+    let admin = Admin::connect(cluster.client_config()).await.expect("connect admin");
+    let rill = |args: &[&str], stdin: &[u8]| tokio::task::block_in_place(|| cluster.rill(args, stdin));
+    let topic = "growing";
+    rill(&["topic", "create", topic, "--partitions", "2", "--replication-factor", "3"], b"").success();
+    wait_in_sync(&admin, topic).await;
+    // A producer that refreshes its metadata often, connected while the topic has two partitions.
+    let client = ClientConfig { metadata_max_age_ms: 300, ..cluster.client_config() };
+    let producer = Producer::connect(client, ProducerConfig::default()).await.expect("connect the producer");
+    let keyed = |i: usize| ProducerRecord::new(topic, format!("v-{i}")).key(format!("key-{i}"));
+    let mut acknowledged: Vec<(String, u32, u64)> = Vec::new();
+    for i in 0..20 {
+        let m = producer.send(keyed(i)).await.expect("queued").await.expect("acknowledged");
+        assert!(m.partition < 2, "{m:?}");
+        acknowledged.push((format!("v-{i}"), m.partition, m.offset));
+    }
+
+    // Bad counts are refused with the reason; a validation changes nothing.
+    let same = rill(&["topic", "add-partitions", topic, "--partitions", "2"], b"");
+    assert!(same.stderr.contains("has 2 partition(s); the new count must be higher"), "{same:?}");
+    let internal = rill(&["topic", "add-partitions", "__consumer_offsets", "--partitions", "100"], b"");
+    assert!(internal.stderr.contains("reserved for internal topics"), "{internal:?}");
+    let unknown = rill(&["topic", "add-partitions", "nope", "--partitions", "3"], b"");
+    assert!(unknown.stderr.contains("nope"), "{unknown:?}");
+    let checked = rill(&["topic", "add-partitions", topic, "--partitions", "5", "--validate-only"], b"").success();
+    assert!(checked.stderr.contains("nothing changed"), "{checked:?}");
+    assert_eq!(admin.describe_topic(topic).await.expect("describe").partitions.len(), 2);
+
+    let grown = rill(&["topic", "add-partitions", topic, "--partitions", "5"], b"").success();
+    assert!(grown.stderr.contains("now has 5 partitions"), "{grown:?}");
+    wait_in_sync(&admin, topic).await;
+    let description = json(&rill(&["topic", "describe", topic, "--format", "json"], b"").success().stdout);
+    let partitions = description["partitions"].as_array().expect("partitions");
+    assert_eq!(partitions.len(), 5, "{description}");
+    let leaders: HashSet<u64> = partitions.iter().map(|p| p["leader"].as_u64().expect("a leader")).collect();
+    assert_eq!(leaders.len(), 3, "the new partitions' leaders spread over the brokers: {description}");
+
+    // The running producer learns the new count at its next metadata refresh and keyed records spread over
+    // all five partitions; records sent before the change stay where they were.
+    let mut partitions_used = HashSet::new();
+    for i in 20..400 {
+        let m = producer.send(keyed(i)).await.expect("queued").await.expect("acknowledged");
+        partitions_used.insert(m.partition);
+        acknowledged.push((format!("v-{i}"), m.partition, m.offset));
+        if partitions_used.len() == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(partitions_used.len(), 5, "keyed records reach every partition: {partitions_used:?}");
+    producer.close().await;
+
+    let addresses: Vec<String> = cluster.ids().iter().map(|id| cluster.client_address(*id)).collect();
+    let mut in_log: HashMap<String, (u32, u64)> = HashMap::new();
+    for partition in 0..5 {
+        let log = read_partition(&addresses, topic, partition, Duration::from_millis(READ_MS_MAX)).await.unwrap();
+        for record in log.records {
+            let value = String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned();
+            assert!(in_log.insert(value, (partition, record.offset)).is_none(), "a record written twice");
+        }
+    }
+    assert_eq!(in_log.len(), acknowledged.len(), "the log holds exactly what was acknowledged");
+    for (value, partition, offset) in &acknowledged {
+        assert_eq!(in_log.get(value), Some(&(*partition, *offset)), "{value}");
+    }
 }

@@ -414,3 +414,38 @@ fn classic_consumer_groups_share_partitions_take_over_a_killed_member_and_resume
     assert_eq!(read, values(0..FIRST + MORE), "the kafka-python group reads every record");
     assert_eq!(total_lag(&described_group(&broker, "kp")), 0, "the kafka-python group committed everything");
 }
+
+/// confluent-kafka's AdminClient grows a topic over CreatePartitions: a validation changes nothing, the real
+/// request adds the partitions (which `rill topic describe` then lists with leaders, and kcat writes to), and
+/// a request for fewer partitions is refused with INVALID_PARTITIONS.
+#[test]
+fn a_kafka_admin_client_adds_partitions() {
+    let broker = BrokerProcess::start(BrokerOptions::default());
+    let kafka = broker.kafka_addr();
+    broker.rill(&["topic", "create", "widening", "--partitions", "2"], b"").success();
+    let output = run_python("admin_partitions.py", &[&kafka, "widening", "4"], CLIENT_RUN_MS_MAX).success();
+    let report: Value = serde_json::from_str(output.stdout.trim()).expect("admin_partitions.py prints JSON");
+    assert_eq!(report["validate_only"]["ok"], true, "{report}");
+    assert_eq!(report["count_after_validation"], 2, "{report}");
+    assert_eq!(report["grow"]["ok"], true, "{report}");
+    assert_eq!(report["shrink"]["code"], "INVALID_PARTITIONS", "{report}");
+    assert_eq!(report["count"], 4, "{report}");
+    let described: Value = serde_json::from_str(
+        &broker.rill(&["topic", "describe", "widening", "--format", "json"], b"").success().stdout,
+    )
+    .expect("JSON");
+    let partitions = described["partitions"].as_array().expect("partitions");
+    assert_eq!(partitions.len(), 4, "{described}");
+    assert!(partitions.iter().all(|p| p["leader"] == 1), "{described}");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let input = dir.path().join("line.txt");
+    std::fs::write(&input, "in-a-new-partition\n").expect("write the input");
+    let produce = ["-b", &kafka, "-P", "-t", "widening", "-p", "3", "-l", input.to_str().unwrap()];
+    run_kcat(&produce, CLIENT_RUN_MS_MAX).success();
+    let read = run_kcat(
+        &["-b", &kafka, "-C", "-t", "widening", "-p", "3", "-o", "beginning", "-e", "-q", "-f", "%o %s\n"],
+        CLIENT_RUN_MS_MAX,
+    )
+    .success();
+    assert_eq!(read.stdout, "0 in-a-new-partition\n", "kcat writes to and reads from an added partition");
+}

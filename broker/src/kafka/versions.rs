@@ -37,6 +37,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     served(ApiKey::InitProducerId, 0, 4),
     served(ApiKey::CreateTopics, 2, 7),
     served(ApiKey::DeleteTopics, 1, 6),
+    served(ApiKey::CreatePartitions, 0, 3),
     served(ApiKey::DescribeConfigs, 1, 4),
     served(ApiKey::DescribeCluster, 0, 1),
     // The classic group protocol. JoinGroup v4+ would allow MEMBER_ID_REQUIRED (KIP-394); new members are

@@ -164,9 +164,7 @@ pub fn create_topic(
     }
     let replication_factor =
         if replication_factor == 0 { policy.default_replication_factor } else { replication_factor };
-    // A stopping broker gets no new replicas: it would sit in the new ISRs while it is gone.
-    let live: Vec<u32> =
-        state.brokers.values().filter(|b| !b.fenced && !b.shutting_down).map(|b| b.broker_id).collect();
+    let live = placeable_brokers(state);
     if replication_factor as usize > live.len() {
         return Err(ControllerError::InvalidReplicationFactor(format!(
             "replication factor {replication_factor} exceeds the {} live broker(s)",
@@ -196,11 +194,22 @@ pub fn create_topic(
             topic_config.min_insync_replicas
         )));
     }
-    // Round-robin placement: partition p starts at live broker (p + offset) mod n, so replicas and preferred
-    // leaders spread evenly; the offset (the topic id) keeps many one-partition topics from all landing on
-    // the same first broker.
     let topic_id = state.next_topic_id;
-    let partitions = (0..partitions)
+    let partitions = place_partitions(state, &live, topic_id, 0..partitions, replication_factor);
+    Ok(vec![MetadataRecord::CreateTopic { name: name.into(), topic_id, config, partitions }])
+}
+
+/// Round-robin placement of partitions `numbers` of topic `topic_id` on the `live` brokers: partition p starts
+/// at live broker (p + offset) mod n, so replicas and preferred leaders spread evenly; the offset (the topic
+/// id) keeps many one-partition topics from all landing on the same first broker.
+fn place_partitions(
+    state: &MetadataState,
+    live: &[u32],
+    topic_id: u64,
+    numbers: std::ops::Range<u32>,
+    replication_factor: u32,
+) -> Vec<PartitionRecord> {
+    numbers
         .map(|p| {
             let start = (p as usize + topic_id as usize) % live.len();
             let replicas: Vec<u32> = (0..replication_factor as usize).map(|r| live[(start + r) % live.len()]).collect();
@@ -209,8 +218,45 @@ pub fn create_topic(
             let leader = replicas.iter().copied().find(may_lead).unwrap_or(replicas[0]);
             PartitionRecord { leader, leader_epoch: 0, isr: replicas.clone(), replicas, partition_epoch: 0 }
         })
-        .collect();
-    Ok(vec![MetadataRecord::CreateTopic { name: name.into(), topic_id, config, partitions }])
+        .collect()
+}
+
+/// Brokers that may get new replicas: registered, not fenced, not stopping (a stopping broker would sit in
+/// the new ISRs while it is gone).
+fn placeable_brokers(state: &MetadataState) -> Vec<u32> {
+    state.brokers.values().filter(|b| !b.fenced && !b.shutting_down).map(|b| b.broker_id).collect()
+}
+
+/// Grows `name` to `partitions` partitions (never fewer), the new ones placed like a new topic's with the
+/// topic's replication factor. Existing partitions keep their replicas and data; keyed records map to
+/// partitions by the new count from then on.
+pub fn create_partitions(
+    state: &MetadataState,
+    name: &str,
+    partitions: u32,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let topic = state.topic(name).ok_or_else(|| ControllerError::UnknownTopic(name.into()))?;
+    let current = topic.partitions.len() as u32;
+    if partitions <= current {
+        return Err(ControllerError::InvalidPartitions(format!(
+            "topic '{name}' has {current} partition(s); the new count must be higher, got {partitions}"
+        )));
+    }
+    if partitions > TOPIC_PARTITIONS_MAX {
+        return Err(ControllerError::InvalidPartitions(format!(
+            "partitions must be at most {TOPIC_PARTITIONS_MAX}, got {partitions}"
+        )));
+    }
+    let replication_factor = topic.partitions.first().map_or(1, |p| p.replicas.len() as u32);
+    let live = placeable_brokers(state);
+    if replication_factor as usize > live.len() {
+        return Err(ControllerError::InvalidReplicationFactor(format!(
+            "topic '{name}' has replication factor {replication_factor}, more than the {} live broker(s)",
+            live.len()
+        )));
+    }
+    let added = place_partitions(state, &live, topic.topic_id, current..partitions, replication_factor);
+    Ok(vec![MetadataRecord::CreatePartitions { name: name.into(), topic_id: topic.topic_id, partitions: added }])
 }
 
 pub fn delete_topic(state: &MetadataState, name: &str) -> Result<Vec<MetadataRecord>, ControllerError> {

@@ -72,6 +72,12 @@ pub enum MetadataRecord {
         config: BTreeMap<String, String>,
         partitions: Vec<PartitionRecord>,
     },
+    /// Partitions added to an existing topic: `partitions` are numbered on from its current count.
+    CreatePartitions {
+        name: String,
+        topic_id: u64,
+        partitions: Vec<PartitionRecord>,
+    },
     /// A partition's leader, ISR or epochs changed.
     PartitionChange {
         topic: String,

@@ -149,6 +149,10 @@ impl MetadataState {
                     },
                 );
             }
+            MetadataRecord::CreatePartitions { name, topic_id, partitions } => match self.topics.get_mut(name) {
+                Some(t) if t.topic_id == *topic_id => t.partitions.extend(partitions.iter().cloned()),
+                _ => return Err(format!("CreatePartitions at {offset}: no topic '{name}' with id {topic_id}")),
+            },
             MetadataRecord::PartitionChange { topic, partition, change } => {
                 let Some(state) = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize))
                 else {

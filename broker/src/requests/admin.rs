@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{BrokerCore, Error, ErrorKind, forward};
 use crate::limits::TOPIC_CHANGE_APPLY_WAIT_MS;
-use crate::metadata::{BrokerRegistration, MetadataState, NO_LEADER, TopicState};
+use crate::metadata::{BrokerRegistration, ClusterChange, MetadataState, NO_LEADER, TopicState};
 use crate::security::{Operation, Principal, Resource, ResourceType};
 
 /// The cluster as this broker's metadata has it: live brokers, the active controller and the topics asked
@@ -258,6 +258,30 @@ impl BrokerCore {
         }
         outcomes.extend(names.iter().filter_map(|n| refusal(n).map(|e| (n.clone(), Err(e)))));
         outcomes
+    }
+
+    /// Grows `topic` to `partitions` partitions (never fewer), through the active controller wherever it
+    /// runs, and waits until this broker's partitions reflect it; with `validate_only` only checks. Internal
+    /// topics are refused (the offsets topic's count maps groups to coordinators). Needs `alter` on the topic.
+    pub async fn create_partitions(
+        &self,
+        who: &Principal,
+        topic: &str,
+        partitions: u32,
+        validate_only: bool,
+    ) -> Result<(), Error> {
+        if let Some(refused) = reserved_name(topic) {
+            return Err(refused);
+        }
+        self.authorize(who, Operation::Alter, Resource::topic(topic))?;
+        let change = ClusterChange::CreatePartitions { topic: topic.to_owned(), partitions, validate_only };
+        self.alter_cluster(&change).await?;
+        if !validate_only {
+            tracing::info!(%who, topic, partitions, "partitions added");
+            self.wait_local(|state| state.topic(topic).is_some_and(|t| t.partitions.len() >= partitions as usize))
+                .await;
+        }
+        Ok(())
     }
 
     /// Needs `describe` on the cluster.

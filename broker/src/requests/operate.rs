@@ -123,7 +123,7 @@ impl BrokerCore {
 
     /// A cluster change through the active controller wherever it runs; returns once this broker's metadata
     /// has it.
-    async fn alter_cluster(&self, change: &ClusterChange) -> Result<ClusterChangeOutcome, Error> {
+    pub(super) async fn alter_cluster(&self, change: &ClusterChange) -> Result<ClusterChangeOutcome, Error> {
         let outcome = if self.controller.is_active() {
             self.alter_cluster_here(change).await?
         } else {

@@ -231,6 +231,19 @@ pub async fn alter_configs(
     }
 }
 
+pub async fn create_partitions(
+    core: &BrokerCore,
+    who: &Principal,
+    request: proto::CreatePartitionsRequest,
+) -> proto::CreatePartitionsResponse {
+    let created = core.create_partitions(who, &request.topic, request.partitions, request.validate_only).await;
+    let partitions = core.metadata.borrow().topic(&request.topic).map_or(0, |t| t.partitions.len() as u32);
+    match created {
+        Ok(()) => proto::CreatePartitionsResponse { error: None, partitions },
+        Err(e) => proto::CreatePartitionsResponse { error: Some(errors::to_proto(&e)), partitions },
+    }
+}
+
 pub fn init_producer_id_response(outcome: Result<(i64, i16), crate::requests::Error>) -> InitProducerIdResponse {
     match outcome {
         Ok((producer_id, producer_epoch)) => {

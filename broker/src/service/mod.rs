@@ -205,6 +205,14 @@ impl Rill for RillService {
         Ok(Response::new(admin::alter_configs(&self.core, &who, request.into_inner()).await))
     }
 
+    async fn create_partitions(
+        &self,
+        request: Request<CreatePartitionsRequest>,
+    ) -> Result<Response<CreatePartitionsResponse>, Status> {
+        let who = self.admit(&request).await?;
+        Ok(Response::new(admin::create_partitions(&self.core, &who, request.into_inner()).await))
+    }
+
     async fn broker_stats(
         &self,
         request: Request<BrokerStatsRequest>,

@@ -191,6 +191,17 @@ pub enum TopicCommand {
     /// Change a topic's config at runtime (retention, segment size, min ISR, durability, ...); every broker
     /// applies it without a restart.
     AlterConfig(AlterConfigArgs<String>),
+    /// Add partitions to a topic (never fewer). Keyed records map to partitions by the new count from then
+    /// on, so a key's later records may go to another partition than its earlier ones.
+    AddPartitions {
+        name: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        partitions: u32,
+        /// Only check that the change would be accepted.
+        #[arg(long)]
+        validate_only: bool,
+    },
     /// Preferred-leader election: each partition's first replica leads again where it is in sync.
     ElectLeaders {
         /// Topics to elect in (default: every topic).

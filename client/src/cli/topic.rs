@@ -1,4 +1,4 @@
-//! `rill topic create|list|describe|delete|alter-config|elect-leaders`.
+//! `rill topic create|list|describe|delete|alter-config|add-partitions|elect-leaders`.
 
 use rill_client::{Admin, ClientConfig, TopicDescription};
 use serde::Serialize;
@@ -31,6 +31,15 @@ pub async fn run(client: ClientConfig, command: TopicCommand) -> anyhow::Result<
         TopicCommand::AlterConfig(args) => {
             let config = admin.alter_topic_config(&args.name, args.set_map()?, args.delete.clone()).await?;
             super::output::print_config(&format!("topic {}", args.name), &config, args.format)
+        }
+        TopicCommand::AddPartitions { name, partitions, validate_only } => {
+            let now = admin.create_partitions(&name, partitions, validate_only).await?;
+            if validate_only {
+                eprintln!("topic {name} can grow to {partitions} partitions (it has {now}; nothing changed)");
+            } else {
+                eprintln!("topic {name} now has {now} partitions");
+            }
+            Ok(())
         }
         TopicCommand::ElectLeaders { topics, format } => {
             let elections = admin.elect_leaders(&topics).await?;

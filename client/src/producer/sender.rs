@@ -88,6 +88,13 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 );
                 epoch_bump = Some(tokio::spawn(new_epoch(shared.clone(), identity)));
             }
+            // Metadata older than metadata_max_age_ms is refreshed even while nothing fails, so that records
+            // are partitioned over partitions added since.
+            match shared.cluster.metadata_stale_at() {
+                Some(at) if at <= now => refresh_wanted = true,
+                Some(at) => next_wakeup = Some(next_wakeup.map_or(at, |n| n.min(at))),
+                None => {}
+            }
             if accumulator.is_empty() && requests.is_empty() && shared.closed.load(Ordering::SeqCst) {
                 if let Some(task) = epoch_bump.take() {
                     task.abort();
@@ -101,7 +108,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             refresh_wanted = false;
             let shared = shared.clone();
             refresh = Some(tokio::spawn(async move {
-                let topics = shared.lock().topics();
+                let mut topics = shared.lock().topics();
+                topics.extend(shared.cluster.metadata().topics.keys().cloned());
+                topics.sort();
+                topics.dedup();
                 if let Err(e) = shared.cluster.refresh(&topics).await {
                     tracing::warn!(error = %e, "metadata refresh failed");
                 }

@@ -53,6 +53,7 @@ pub async fn handle(
         }
         RequestKind::CreateTopics(request) => topics::handle_create_topics(core, who, header, request).await,
         RequestKind::DeleteTopics(request) => topics::handle_delete_topics(core, who, header, request).await,
+        RequestKind::CreatePartitions(request) => topics::handle_create_partitions(core, who, header, request).await,
         RequestKind::DescribeConfigs(request) => cluster::handle_describe_configs(core, who, header, request).await,
         RequestKind::DescribeCluster(request) => cluster::handle_describe_cluster(core, who, header, request).await,
         RequestKind::JoinGroup(request) => groups::handle_join_group(core, who, header, request).await,

@@ -1,15 +1,17 @@
-//! CreateTopics and DeleteTopics through `BrokerCore::create_topics`/`delete_topics` (served by the active
-//! controller wherever it runs). Kafka's -1 partitions or replication factor mean the broker's default;
-//! manual replica assignments are refused.
+//! CreateTopics, DeleteTopics and CreatePartitions through `BrokerCore::create_topics`/`delete_topics`/
+//! `create_partitions` (served by the active controller wherever it runs). Kafka's -1 partitions or
+//! replication factor mean the broker's default; manual replica assignments are refused.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, RequestHeader, ResponseKind,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, RequestHeader, ResponseKind,
 };
 
 use super::super::errors;
@@ -106,4 +108,35 @@ pub async fn handle_delete_topics(
         DeletableTopicResult::default().with_topic_id(id).with_error_code(ResponseError::UnknownTopicId.code())
     }));
     ResponseKind::DeleteTopics(DeleteTopicsResponse::default().with_responses(responses))
+}
+
+pub async fn handle_create_partitions(
+    core: &Arc<BrokerCore>,
+    who: &Principal,
+    _header: &RequestHeader,
+    request: CreatePartitionsRequest,
+) -> ResponseKind {
+    let mut results = Vec::new();
+    for t in &request.topics {
+        let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        let refused = |code: ResponseError, why: String| {
+            result.clone().with_error_code(code.code()).with_error_message(Some(str_bytes(why)))
+        };
+        if t.assignments.is_some() {
+            results.push(refused(
+                ResponseError::InvalidReplicaAssignment,
+                "manual replica assignments are not supported".into(),
+            ));
+            continue;
+        }
+        let Ok(count) = u32::try_from(t.count) else {
+            results.push(refused(ResponseError::InvalidPartitions, format!("partition count {} is negative", t.count)));
+            continue;
+        };
+        results.push(match core.create_partitions(who, &t.name, count, request.validate_only).await {
+            Ok(()) => result,
+            Err(e) => result.with_error_code(errors::code(e.kind)).with_error_message(Some(str_bytes(e.message))),
+        });
+    }
+    ResponseKind::CreatePartitions(CreatePartitionsResponse::default().with_results(results))
 }

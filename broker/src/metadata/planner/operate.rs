@@ -1,5 +1,6 @@
-//! Moving leaderships on an operator's request: draining a broker (on demand, or as the controlled shutdown
-//! of a stopping one) and preferred-leader election. Pure, like the rest of the planner.
+//! An operator's changes to a running cluster: draining a broker (on demand, or as the controlled shutdown
+//! of a stopping one), preferred-leader election, runtime config and added partitions. Pure, like the rest
+//! of the planner.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +47,8 @@ pub enum ClusterChange {
     AlterTopicConfig { topic: String, set: BTreeMap<String, String>, delete: Vec<String> },
     /// See [`alter_broker_config`].
     AlterBrokerConfig { broker_id: u32, set: BTreeMap<String, String>, delete: Vec<String> },
+    /// See [`super::create_partitions`]; with `validate_only` checked and nothing committed.
+    CreatePartitions { topic: String, partitions: u32, validate_only: bool },
 }
 
 /// What a [`ClusterChange`] did.
@@ -98,6 +101,10 @@ pub fn alter_cluster(
             let (records, config) = alter_broker_config(state, policy, *broker_id, set, delete)?;
             outcome.config = config;
             records
+        }
+        ClusterChange::CreatePartitions { topic, partitions, validate_only } => {
+            let records = super::create_partitions(state, topic, *partitions)?;
+            if *validate_only { Vec::new() } else { records }
         }
     };
     Ok((records, outcome))

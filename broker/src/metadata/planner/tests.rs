@@ -391,3 +391,37 @@ fn config_changes_are_checked_like_creations_and_replace_the_overrides() {
     apply(&mut state, &records);
     assert!(!state.broker_configs.contains_key(&2));
 }
+
+#[test]
+fn added_partitions_keep_the_existing_ones_and_take_the_topic_replication_factor() {
+    let mut state = cluster();
+    step(&mut state, |s| create_topic(s, &policy(), "grow", 2, 2, BTreeMap::new()).unwrap());
+    let before = state.topic("grow").unwrap().partitions.clone();
+    step(&mut state, |s| create_partitions(s, "grow", 5).unwrap());
+    let after = &state.topic("grow").unwrap().partitions;
+    assert_eq!(after.len(), 5);
+    assert_eq!(&after[..2], &before[..], "existing partitions are untouched");
+    let mut leaders = std::collections::BTreeSet::new();
+    for p in &after[2..] {
+        assert_eq!(p.replicas.len(), 2);
+        assert_eq!(p.isr, p.replicas);
+        assert_eq!((p.leader_epoch, p.partition_epoch), (0, 0));
+        leaders.insert(p.leader);
+    }
+    assert_eq!(leaders.len(), 3, "the new leaders spread over the three brokers");
+}
+
+#[test]
+fn partitions_never_shrink_and_need_enough_live_brokers() {
+    let mut state = cluster();
+    let refused = |s: &MetadataState, n| create_partitions(s, "t", n).unwrap_err();
+    assert!(matches!(refused(&state, 1), ControllerError::InvalidPartitions(_)), "the same count");
+    assert!(matches!(refused(&state, 0), ControllerError::InvalidPartitions(_)), "fewer");
+    assert!(matches!(refused(&state, TOPIC_PARTITIONS_MAX + 1), ControllerError::InvalidPartitions(_)));
+    assert!(matches!(create_partitions(&state, "nope", 2).unwrap_err(), ControllerError::UnknownTopic(_)));
+    step(&mut state, |s| fence_broker(s, 3, &policy()));
+    assert!(
+        matches!(refused(&state, 2), ControllerError::InvalidReplicationFactor(_)),
+        "replication factor 3 with two live brokers"
+    );
+}
