@@ -77,6 +77,11 @@ pub struct Args {
     /// before it stops anyway, in ms; 0 stops without moving them [default: 30000].
     #[arg(long, env = "RILL_CONTROLLED_SHUTDOWN_TIMEOUT_MS")]
     pub controlled_shutdown_timeout_ms: Option<u64>,
+    /// How often the active controller moves leaderships back to each partition's preferred (first) replica
+    /// where it is in sync and may lead, so leaders stay spread after failures and restarts, in ms; 0 turns
+    /// automatic leader balancing off [default: 300000].
+    #[arg(long, env = "RILL_LEADER_BALANCE_INTERVAL_MS")]
+    pub leader_balance_interval_ms: Option<u64>,
     /// The controller voters, `ID@HOST:PORT,...`; each listed node is both broker and voter
     /// [default: this node alone, at its advertised address].
     #[arg(long, env = "RILL_CONTROLLER_VOTERS")]
@@ -190,6 +195,7 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     pub shutdown_timeout_ms: u64,
     pub controlled_shutdown_timeout_ms: u64,
+    pub leader_balance_interval_ms: u64,
     pub default_replication_factor: u32,
     pub replica_lag_ms_max: u64,
     /// Controller voters by node id, with the address each is reached at.
@@ -330,6 +336,7 @@ impl Args {
             retention_check_interval_ms,
             shutdown_timeout_ms,
             controlled_shutdown_timeout_ms,
+            leader_balance_interval_ms,
             default_replication_factor,
             replica_lag_ms_max,
             controller_voters,
@@ -573,6 +580,9 @@ impl BrokerConfig {
             controlled_shutdown_timeout_ms: args
                 .controlled_shutdown_timeout_ms
                 .unwrap_or(limits::CONTROLLED_SHUTDOWN_TIMEOUT_MS_DEFAULT),
+            leader_balance_interval_ms: args
+                .leader_balance_interval_ms
+                .unwrap_or(limits::LEADER_BALANCE_INTERVAL_MS_DEFAULT),
             default_replication_factor: args.default_replication_factor.unwrap_or(1),
             replica_lag_ms_max: args.replica_lag_ms_max.unwrap_or(limits::REPLICA_LAG_MS_MAX_DEFAULT),
             controller_voters,

@@ -71,6 +71,9 @@ pub const STARTUP_WAIT_MS: u64 = 10_000;
 pub const CONTROLLED_SHUTDOWN_RETRY_MS: u64 = 250;
 /// How long a stopping broker waits for its leaderships to move before it stops anyway.
 pub const CONTROLLED_SHUTDOWN_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// How often the active controller runs a preferred-leader election over every topic; Kafka's
+/// `leader.imbalance.check.interval.seconds` defaults to the same 5 minutes.
+pub const LEADER_BALANCE_INTERVAL_MS_DEFAULT: u64 = 300_000;
 
 /// How long a topic change waits for this broker's partitions to reflect it before answering anyway, so a
 /// client that creates a topic can usually produce to it at once.

@@ -301,6 +301,7 @@ async fn keep_session(
         let now = now_ms();
         partitions.set_lease(link.lease_valid(), now);
         link.controller().fence_expired(now).await;
+        link.controller().balance_leaders(now, config.leader_balance_interval_ms).await;
     }
 }
 

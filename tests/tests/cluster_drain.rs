@@ -434,3 +434,57 @@ async fn added_partitions_are_replicated_and_a_running_producer_writes_to_them()
         assert_eq!(in_log.get(value), Some(&(*partition, *offset)), "{value}");
     }
 }
+
+/// Leader balancing: after a broker is killed (its leaderships fail over) and restarted (it rejoins the ISRs
+/// as a follower), the controller's periodic preferred-leader election gives every partition back to its
+/// first replica, and every broker leads within one of an even share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_balancing_spreads_leaders_evenly_again_after_a_restart() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = start_cluster_with(&["--leader-balance-interval-ms", "1000"]);
+    let admin = Admin::connect(cluster.client_config()).await.expect("connect admin");
+    let topic = "balanced";
+    let partitions = 6;
+    admin.create_topic(topic, partitions, Some(3), BTreeMap::new()).await.expect("create the topic");
+    wait_in_sync(&admin, topic).await;
+    let ids = cluster.ids();
+    let leaders_per_broker = |description: &rill_client::TopicDescription| {
+        let mut counts: BTreeMap<u32, usize> = ids.iter().map(|id| (*id, 0)).collect();
+        for p in &description.partitions {
+            *counts.entry(p.leader).or_default() += 1;
+        }
+        counts
+    };
+    let victim = admin.describe_topic(topic).await.expect("describe").partitions[0].leader;
+
+    tokio::task::block_in_place(|| cluster.node_mut(victim).kill9());
+    wait_for(Duration::from_millis(IN_SYNC_MS_MAX), "the killed broker's leaderships fail over", || async {
+        let d = admin.describe_topic(topic).await.map_err(|e| e.to_string())?;
+        if d.partitions.iter().all(|p| p.leader != victim && p.leader != 0) { Ok(()) } else { Err(format!("{d:?}")) }
+    })
+    .await;
+    let failed_over = admin.describe_topic(topic).await.expect("describe");
+    let skewed = leaders_per_broker(&failed_over);
+    assert_eq!(skewed[&victim], 0, "{skewed:?}");
+    tokio::task::block_in_place(|| cluster.node_mut(victim).restart());
+
+    // A restarted broker answers from its own metadata, which may lag at first: a partition counts as back
+    // only once it is led by its preferred replica in an epoch after the failover's.
+    wait_for(Duration::from_millis(IN_SYNC_MS_MAX), "every partition led by its preferred replica", || async {
+        let d = admin.describe_topic(topic).await.map_err(|e| e.to_string())?;
+        let off: Vec<_> = d
+            .partitions
+            .iter()
+            .zip(&failed_over.partitions)
+            .filter(|(now, then)| {
+                Some(&now.leader) != now.replicas.first()
+                    || (then.leader_epoch > 0 && now.leader_epoch <= then.leader_epoch)
+            })
+            .collect();
+        if off.is_empty() { Ok(()) } else { Err(format!("{off:?}")) }
+    })
+    .await;
+    let balanced = leaders_per_broker(&admin.describe_topic(topic).await.expect("describe"));
+    let even = partitions as usize / ids.len();
+    assert!(balanced.values().all(|n| n.abs_diff(even) <= 1), "leaders per broker: {balanced:?}");
+}

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::planner::{self, ClusterChange, ClusterChangeOutcome, ControllerError, SecurityChange, TopicPolicy};
+use super::planner::{
+    self, ClusterChange, ClusterChangeOutcome, ControllerError, ElectionOutcome, SecurityChange, TopicPolicy,
+};
 use super::raft::{MetadataQuorum, QuorumError};
 use super::records::MetadataRecord;
 use super::state::MetadataState;
@@ -33,6 +35,8 @@ struct Sessions {
     active: bool,
     /// Last heartbeat time per broker, in ms.
     last_heartbeat_ms: BTreeMap<u32, i64>,
+    /// When the next automatic preferred-leader election is due (ms); set on becoming active.
+    balance_due_ms: Option<i64>,
 }
 
 pub struct Controller {
@@ -173,6 +177,7 @@ impl Controller {
             if active != sessions.active {
                 sessions.active = active;
                 sessions.last_heartbeat_ms.clear();
+                sessions.balance_due_ms = None;
             }
             if !active {
                 return;
@@ -193,6 +198,38 @@ impl Controller {
                 Ok(_) => tracing::warn!(broker_id, "broker missed its session timeout: fenced"),
                 Err(e) => tracing::warn!(broker_id, error = %e, "could not fence a broker"),
             }
+        }
+    }
+
+    /// On the active controller, every `interval_ms` (from becoming active): leader balancing, a
+    /// preferred-leader election over every topic, which moves each leadership back to the partition's first
+    /// replica where that one is in the ISR, unfenced and not draining. Placement spreads first replicas
+    /// evenly, so this spreads leaders evenly again after failovers and restarts. Call it after
+    /// [`Controller::fence_expired`], which notices a change of the active controller.
+    pub async fn balance_leaders(&self, now_ms: i64, interval_ms: u64) {
+        if interval_ms == 0 {
+            return;
+        }
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            if !sessions.active || !self.is_active() {
+                return;
+            }
+            let interval = i64::try_from(interval_ms).unwrap_or(i64::MAX);
+            let due = *sessions.balance_due_ms.get_or_insert(now_ms.saturating_add(interval));
+            if now_ms < due {
+                return;
+            }
+            sessions.balance_due_ms = Some(now_ms.saturating_add(interval));
+        }
+        match self.alter_cluster(&ClusterChange::ElectLeaders { topics: Vec::new() }).await {
+            Ok(outcome) => {
+                let elected = outcome.elections.iter().filter(|e| e.outcome == ElectionOutcome::Elected).count();
+                if elected > 0 {
+                    tracing::info!(elected, "leader balancing: leaderships moved back to preferred replicas");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "leader balancing failed"),
         }
     }
 
