@@ -357,6 +357,14 @@ fn sample_request(api_key: ApiKey, version: i16, records: &Bytes) -> Option<kafk
             delete_topics_request::DeleteTopicState::default()
                 .with_name(Some(TopicName(StrBytes::from_static_str("absent")))),
         ])),
+        // An unknown topic: refused with UNKNOWN_TOPIC_OR_PARTITION, which must decode too.
+        ApiKey::CreatePartitions => RequestKind::CreatePartitions(
+            kafka_protocol::messages::CreatePartitionsRequest::default().with_topics(vec![
+                kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("absent")))
+                    .with_count(1),
+            ]),
+        ),
         ApiKey::InitProducerId => RequestKind::InitProducerId(
             InitProducerIdRequest::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1),
         ),
