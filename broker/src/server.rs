@@ -164,6 +164,23 @@ pub async fn run(config: BrokerConfig, stop: impl Future<Output = ()> + Send + '
         registered = register(&link, &config.advertised_address, kafka_address.as_deref()) => registered,
         _ = stopping.wait_for(|s| *s) => Err(anyhow::anyhow!("stopped before registering")),
     };
+    // The registration is committed, but this node's own copy of the metadata may still be the one it had
+    // before it stopped (it replays its log and catches up through Raft): acting on that would lead
+    // partitions in epochs the controller has since moved on from. Wait until it holds the registration
+    // record (at offset `broker_epoch`) and so everything committed before it.
+    let registered = match registered {
+        Ok(broker_epoch) => {
+            let mut caught_up = metadata.clone();
+            tokio::select! {
+                seen = caught_up.wait_for(|state| state.next_offset > broker_epoch) => match seen {
+                    Ok(_) => Ok(broker_epoch),
+                    Err(_) => Err(anyhow::anyhow!("the metadata quorum stopped before this broker caught up")),
+                },
+                _ = stopping.wait_for(|s| *s) => Err(anyhow::anyhow!("stopped before the metadata caught up")),
+            }
+        }
+        Err(e) => Err(e),
+    };
     let mut tasks = Vec::new();
     match registered {
         Ok(broker_epoch) => {
