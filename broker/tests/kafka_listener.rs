@@ -227,7 +227,7 @@ async fn malformed_frames_close_the_connection_and_leave_the_broker_serving() {
                 .map(|(i, b)| if i == 4 { 0x7f } else { *b })
                 .collect(),
         ),
-        ("API not served", request_frame(ApiKey::AlterConfigs, 1, 1, |b| b.put_slice(b"\0\0\0\0\0"))),
+        ("API not served", request_frame(ApiKey::AlterReplicaLogDirs, 1, 1, |b| b.put_slice(b"\0\0\0\0\0"))),
         (
             "served API at a version not served",
             request_frame(ApiKey::Metadata, 13, 1, |b| metadata.encode(b, 13).unwrap()),
@@ -357,7 +357,26 @@ fn sample_request(api_key: ApiKey, version: i16, records: &Bytes) -> Option<kafk
             delete_topics_request::DeleteTopicState::default()
                 .with_name(Some(TopicName(StrBytes::from_static_str("absent")))),
         ])),
-        // An unknown topic: refused with UNKNOWN_TOPIC_OR_PARTITION, which must decode too.
+        // Unknown topics: refused with UNKNOWN_TOPIC_OR_PARTITION, which must decode too.
+        ApiKey::AlterConfigs => {
+            RequestKind::AlterConfigs(kafka_protocol::messages::AlterConfigsRequest::default().with_resources(vec![
+                kafka_protocol::messages::alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("absent")),
+            ]))
+        }
+        ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
+            kafka_protocol::messages::IncrementalAlterConfigsRequest::default().with_resources(vec![
+                kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("absent"))
+                    .with_configs(vec![
+                        kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("retention.ms"))
+                            .with_value(Some(StrBytes::from_static_str("1000"))),
+                    ]),
+            ]),
+        ),
         ApiKey::CreatePartitions => RequestKind::CreatePartitions(
             kafka_protocol::messages::CreatePartitionsRequest::default().with_topics(vec![
                 kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default()

@@ -449,3 +449,28 @@ fn a_kafka_admin_client_adds_partitions() {
     .success();
     assert_eq!(read.stdout, "0 in-a-new-partition\n", "kcat writes to and reads from an added partition");
 }
+
+/// confluent-kafka's IncrementalAlterConfigs (validate-only, then for real, then with an unknown key) and
+/// kafka-python's legacy AlterConfigs change what `rill topic describe` and DescribeConfigs show.
+#[test]
+fn kafka_admin_clients_alter_topic_configs() {
+    let broker = BrokerProcess::start(BrokerOptions::default());
+    let kafka = broker.kafka_addr();
+    broker.rill(&["topic", "create", "tuned", "--partitions", "1"], b"").success();
+    let output = run_python("admin_configs.py", &[&kafka, "tuned"], CLIENT_RUN_MS_MAX).success();
+    let report: Value = serde_json::from_str(output.stdout.trim()).expect("admin_configs.py prints JSON");
+    assert_eq!(report["validate_only"]["ok"], true, "{report}");
+    assert!(report["after_validation"].get("retention.ms").is_none(), "a validation changes nothing: {report}");
+    assert_eq!(report["set"]["ok"], true, "{report}");
+    assert_eq!(report["after_set"]["retention.ms"], "3600000", "{report}");
+    assert_eq!(report["unknown_key"]["code"], "INVALID_CONFIG", "{report}");
+    assert!(report["legacy"].as_str().is_some_and(|s| !s.contains("Error")), "{report}");
+    assert_eq!(report["after_legacy"]["segment.bytes"], "1048576", "{report}");
+    // AlterConfigs replaces the whole set; kafka-python sends the topic's other overrides along with it.
+    assert_eq!(report["after_legacy"]["retention.ms"], "3600000", "{report}");
+    let described: Value =
+        serde_json::from_str(&broker.rill(&["topic", "describe", "tuned", "--format", "json"], b"").success().stdout)
+            .expect("JSON");
+    assert_eq!(described["config"]["segment.bytes"], "1048576", "{described}");
+    assert_eq!(described["config"]["retention.ms"], "3600000", "{described}");
+}

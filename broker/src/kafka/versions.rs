@@ -39,6 +39,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     served(ApiKey::DeleteTopics, 1, 6),
     served(ApiKey::CreatePartitions, 0, 3),
     served(ApiKey::DescribeConfigs, 1, 4),
+    served(ApiKey::AlterConfigs, 0, 2),
+    served(ApiKey::IncrementalAlterConfigs, 0, 1),
     served(ApiKey::DescribeCluster, 0, 1),
     // The classic group protocol. JoinGroup v4+ would allow MEMBER_ID_REQUIRED (KIP-394); new members are
     // admitted at once instead, which clients accept at every version.

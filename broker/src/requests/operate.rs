@@ -39,35 +39,42 @@ impl BrokerCore {
     }
 
     /// Sets and deletes keys of a topic's config overrides; every broker applies them to the topic's
-    /// partitions without a restart. Needs `alter` on the topic. Returns the resulting overrides.
+    /// partitions without a restart. Needs `alter` on the topic. Returns the resulting overrides (with
+    /// `validate_only`, what they would be; nothing changes).
     pub async fn alter_topic_config(
         &self,
         who: &Principal,
         topic: &str,
         set: BTreeMap<String, String>,
         delete: Vec<String>,
+        validate_only: bool,
     ) -> Result<BTreeMap<String, String>, Error> {
         self.authorize(who, Operation::Alter, Resource::topic(topic))?;
-        let change = ClusterChange::AlterTopicConfig { topic: topic.to_owned(), set, delete };
+        let change = ClusterChange::AlterTopicConfig { topic: topic.to_owned(), set, delete, validate_only };
         let outcome = self.alter_cluster(&change).await?;
-        tracing::info!(%who, topic, config = ?outcome.config, "topic config altered");
+        if !validate_only {
+            tracing::info!(%who, topic, config = ?outcome.config, "topic config altered");
+        }
         Ok(outcome.config)
     }
 
     /// Sets and deletes broker `broker_id`'s dynamic topic defaults (over its startup defaults, for topics
     /// without an override); applied without a restart. Needs `alter` on the cluster. Returns the resulting
-    /// dynamic defaults.
+    /// dynamic defaults (with `validate_only`, what they would be; nothing changes).
     pub async fn alter_broker_config(
         &self,
         who: &Principal,
         broker_id: u32,
         set: BTreeMap<String, String>,
         delete: Vec<String>,
+        validate_only: bool,
     ) -> Result<BTreeMap<String, String>, Error> {
         self.authorize(who, Operation::Alter, Resource::cluster())?;
-        let change = ClusterChange::AlterBrokerConfig { broker_id, set, delete };
+        let change = ClusterChange::AlterBrokerConfig { broker_id, set, delete, validate_only };
         let outcome = self.alter_cluster(&change).await?;
-        tracing::info!(%who, broker_id, config = ?outcome.config, "broker config altered");
+        if !validate_only {
+            tracing::info!(%who, broker_id, config = ?outcome.config, "broker config altered");
+        }
         Ok(outcome.config)
     }
 

@@ -216,8 +216,8 @@ pub async fn alter_configs(
     use proto::alter_configs_request::Resource;
     let set = request.set.into_iter().collect();
     let altered = match request.resource {
-        Some(Resource::Topic(topic)) => core.alter_topic_config(who, &topic, set, request.delete).await,
-        Some(Resource::BrokerId(id)) => core.alter_broker_config(who, id, set, request.delete).await,
+        Some(Resource::Topic(topic)) => core.alter_topic_config(who, &topic, set, request.delete, false).await,
+        Some(Resource::BrokerId(id)) => core.alter_broker_config(who, id, set, request.delete, false).await,
         None => {
             return proto::AlterConfigsResponse {
                 error: invalid("name a topic or a broker whose config to alter".to_owned()),

@@ -1,5 +1,5 @@
 //! DescribeCluster (brokers with their Kafka endpoints and the active controller) and DescribeConfigs (a
-//! topic's settings: those set on it, then the broker's defaults), from the request core.
+//! topic's settings: those set on it, then the broker's dynamic and static defaults), from the request core.
 
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use crate::security::Principal;
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC_CONFIG: i8 = 1;
+const SOURCE_DYNAMIC_BROKER_CONFIG: i8 = 2;
 const SOURCE_DEFAULT_CONFIG: i8 = 5;
 
 pub async fn handle_describe_cluster(
@@ -84,7 +85,20 @@ pub async fn handle_describe_configs(
         let wanted = |name: &str| {
             resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
         };
-        let defaults = core.config.topic_defaults.iter().filter(|(k, _)| wanted(k));
+        // A broker's defaults: its dynamic ones (`rill broker alter-config`, AlterConfigs), then the static
+        // ones it started with (only this broker's are known here).
+        let broker_defaults = |broker_id: Option<u32>| {
+            let state = core.metadata.borrow().clone();
+            let dynamic = broker_id.and_then(|id| state.broker_configs.get(&id).cloned()).unwrap_or_default();
+            let mut configs: Vec<_> = dynamic
+                .iter()
+                .filter(|(k, _)| wanted(k))
+                .map(|(k, v)| (k.clone(), v.clone(), SOURCE_DYNAMIC_BROKER_CONFIG))
+                .collect();
+            let static_ones = core.config.topic_defaults.iter().filter(|(k, _)| wanted(k) && !dynamic.contains_key(*k));
+            configs.extend(static_ones.map(|(k, v)| (k.clone(), v.clone(), SOURCE_DEFAULT_CONFIG)));
+            configs
+        };
         match resource.resource_type {
             RESOURCE_TOPIC => {
                 let name = resource.resource_name.to_string();
@@ -93,8 +107,10 @@ pub async fn handle_describe_configs(
                     Some(Ok(topic)) => {
                         let set = topic.config.iter().filter(|(k, _)| wanted(k));
                         let mut configs: Vec<_> = set.map(|(k, v)| config_entry(k, v, SOURCE_TOPIC_CONFIG)).collect();
-                        let inherited = defaults.filter(|(k, _)| !topic.config.contains_key(*k));
-                        configs.extend(inherited.map(|(k, v)| config_entry(k, v, SOURCE_DEFAULT_CONFIG)));
+                        let inherited = broker_defaults(Some(core.config.node_id))
+                            .into_iter()
+                            .filter(|(k, _, _)| !topic.config.contains_key(k));
+                        configs.extend(inherited.map(|(k, v, source)| config_entry(&k, &v, source)));
                         result.with_configs(configs)
                     }
                     Some(Err(e)) => {
@@ -104,7 +120,9 @@ pub async fn handle_describe_configs(
                 }
             }
             RESOURCE_BROKER => {
-                let configs = defaults.map(|(k, v)| config_entry(k, v, SOURCE_DEFAULT_CONFIG)).collect();
+                let broker_id = resource.resource_name.parse().ok();
+                let configs =
+                    broker_defaults(broker_id).iter().map(|(k, v, source)| config_entry(k, v, *source)).collect();
                 result.with_configs(configs)
             }
             other => result

@@ -6,6 +6,7 @@
 mod api_versions;
 mod cluster;
 mod common;
+mod configs;
 mod fetch;
 mod find_coordinator;
 mod group_admin;
@@ -55,6 +56,10 @@ pub async fn handle(
         RequestKind::DeleteTopics(request) => topics::handle_delete_topics(core, who, header, request).await,
         RequestKind::CreatePartitions(request) => topics::handle_create_partitions(core, who, header, request).await,
         RequestKind::DescribeConfigs(request) => cluster::handle_describe_configs(core, who, header, request).await,
+        RequestKind::AlterConfigs(request) => configs::handle_alter_configs(core, who, header, request).await,
+        RequestKind::IncrementalAlterConfigs(request) => {
+            configs::handle_incremental_alter_configs(core, who, header, request).await
+        }
         RequestKind::DescribeCluster(request) => cluster::handle_describe_cluster(core, who, header, request).await,
         RequestKind::JoinGroup(request) => groups::handle_join_group(core, who, header, request).await,
         RequestKind::SyncGroup(request) => groups::handle_sync_group(core, who, header, request).await,

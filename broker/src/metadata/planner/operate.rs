@@ -43,10 +43,22 @@ pub enum ClusterChange {
     Undrain { broker_id: u32 },
     /// See [`elect_preferred_leaders`].
     ElectLeaders { topics: Vec<String> },
-    /// See [`alter_topic_config`].
-    AlterTopicConfig { topic: String, set: BTreeMap<String, String>, delete: Vec<String> },
-    /// See [`alter_broker_config`].
-    AlterBrokerConfig { broker_id: u32, set: BTreeMap<String, String>, delete: Vec<String> },
+    /// See [`alter_topic_config`]; with `validate_only` checked and nothing committed.
+    AlterTopicConfig {
+        topic: String,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+        #[serde(default)]
+        validate_only: bool,
+    },
+    /// See [`alter_broker_config`]; with `validate_only` checked and nothing committed.
+    AlterBrokerConfig {
+        broker_id: u32,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+        #[serde(default)]
+        validate_only: bool,
+    },
     /// See [`super::create_partitions`]; with `validate_only` checked and nothing committed.
     CreatePartitions { topic: String, partitions: u32, validate_only: bool },
 }
@@ -92,15 +104,15 @@ pub fn alter_cluster(
             outcome.elections = elections;
             records
         }
-        ClusterChange::AlterTopicConfig { topic, set, delete } => {
+        ClusterChange::AlterTopicConfig { topic, set, delete, validate_only } => {
             let (records, config) = alter_topic_config(state, policy, topic, set, delete)?;
             outcome.config = config;
-            records
+            if *validate_only { Vec::new() } else { records }
         }
-        ClusterChange::AlterBrokerConfig { broker_id, set, delete } => {
+        ClusterChange::AlterBrokerConfig { broker_id, set, delete, validate_only } => {
             let (records, config) = alter_broker_config(state, policy, *broker_id, set, delete)?;
             outcome.config = config;
-            records
+            if *validate_only { Vec::new() } else { records }
         }
         ClusterChange::CreatePartitions { topic, partitions, validate_only } => {
             let records = super::create_partitions(state, topic, *partitions)?;
