@@ -357,6 +357,10 @@ fn sample_request(api_key: ApiKey, version: i16, records: &Bytes) -> Option<kafk
             delete_topics_request::DeleteTopicState::default()
                 .with_name(Some(TopicName(StrBytes::from_static_str("absent")))),
         ])),
+        // Every partition (a null list): the test topic's leader is preferred already.
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(
+            kafka_protocol::messages::ElectLeadersRequest::default().with_topic_partitions(None),
+        ),
         // Unknown topics: refused with UNKNOWN_TOPIC_OR_PARTITION, which must decode too.
         ApiKey::AlterConfigs => {
             RequestKind::AlterConfigs(kafka_protocol::messages::AlterConfigsRequest::default().with_resources(vec![

@@ -49,8 +49,12 @@ fn rill_broker_versions() -> Vec<(i16, i16, i16)> {
         (22, 0, 4),
         (23, 2, 4),
         (32, 1, 4),
+        (33, 0, 2),
         (36, 0, 2),
+        (37, 0, 3),
         (42, 0, 2),
+        (43, 0, 2),
+        (44, 0, 1),
         (60, 0, 1),
     ]
 }
@@ -417,7 +421,8 @@ fn classic_consumer_groups_share_partitions_take_over_a_killed_member_and_resume
 
 /// confluent-kafka's AdminClient grows a topic over CreatePartitions: a validation changes nothing, the real
 /// request adds the partitions (which `rill topic describe` then lists with leaders, and kcat writes to), and
-/// a request for fewer partitions is refused with INVALID_PARTITIONS.
+/// a request for fewer partitions is refused with INVALID_PARTITIONS. Its ElectLeaders gets a per-partition
+/// answer.
 #[test]
 fn a_kafka_admin_client_adds_partitions() {
     let broker = BrokerProcess::start(BrokerOptions::default());
@@ -430,6 +435,9 @@ fn a_kafka_admin_client_adds_partitions() {
     assert_eq!(report["grow"]["ok"], true, "{report}");
     assert_eq!(report["shrink"]["code"], "INVALID_PARTITIONS", "{report}");
     assert_eq!(report["count"], 4, "{report}");
+    // One broker leads every partition already; partition 99 does not exist.
+    assert_eq!(report["elect"]["0"], "ELECTION_NOT_NEEDED", "{report}");
+    assert_eq!(report["elect"]["99"], "UNKNOWN_TOPIC_OR_PART", "librdkafka's name for the code: {report}");
     let described: Value = serde_json::from_str(
         &broker.rill(&["topic", "describe", "widening", "--format", "json"], b"").success().stdout,
     )

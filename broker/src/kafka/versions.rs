@@ -42,6 +42,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     served(ApiKey::AlterConfigs, 0, 2),
     served(ApiKey::IncrementalAlterConfigs, 0, 1),
     served(ApiKey::DescribeCluster, 0, 1),
+    // v0 has no election type (always preferred); v2 only adds flexible encoding.
+    served(ApiKey::ElectLeaders, 0, 2),
     // The classic group protocol. JoinGroup v4+ would allow MEMBER_ID_REQUIRED (KIP-394); new members are
     // admitted at once instead, which clients accept at every version.
     served(ApiKey::JoinGroup, 0, 9),

@@ -222,7 +222,7 @@ impl Controller {
             }
             sessions.balance_due_ms = Some(now_ms.saturating_add(interval));
         }
-        match self.alter_cluster(&ClusterChange::ElectLeaders { topics: Vec::new() }).await {
+        match self.alter_cluster(&ClusterChange::ElectLeaders { topics: Vec::new(), partitions: Vec::new() }).await {
             Ok(outcome) => {
                 let elected = outcome.elections.iter().filter(|e| e.outcome == ElectionOutcome::Elected).count();
                 if elected > 0 {

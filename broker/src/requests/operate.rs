@@ -31,10 +31,17 @@ impl BrokerCore {
         Ok(outcome)
     }
 
-    /// Preferred-leader election over `topics` (every topic when empty).
-    pub async fn elect_leaders(&self, who: &Principal, topics: &[String]) -> Result<Vec<Election>, Error> {
+    /// Preferred-leader election over `topics` (every topic when both are empty), or over just `partitions`
+    /// when it names some.
+    pub async fn elect_leaders(
+        &self,
+        who: &Principal,
+        topics: &[String],
+        partitions: &[(String, u32)],
+    ) -> Result<Vec<Election>, Error> {
         self.authorize(who, Operation::Alter, Resource::cluster())?;
-        let outcome = self.alter_cluster(&ClusterChange::ElectLeaders { topics: topics.to_vec() }).await?;
+        let change = ClusterChange::ElectLeaders { topics: topics.to_vec(), partitions: partitions.to_vec() };
+        let outcome = self.alter_cluster(&change).await?;
         Ok(outcome.elections)
     }
 

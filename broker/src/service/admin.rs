@@ -187,7 +187,7 @@ pub async fn elect_leaders(
     request: proto::ElectLeadersRequest,
 ) -> proto::ElectLeadersResponse {
     use crate::metadata::ElectionOutcome;
-    let elections = match core.elect_leaders(who, &request.topics).await {
+    let elections = match core.elect_leaders(who, &request.topics, &[]).await {
         Ok(elections) => elections,
         Err(e) => return proto::ElectLeadersResponse { error: Some(errors::to_proto(&e)), ..Default::default() },
     };

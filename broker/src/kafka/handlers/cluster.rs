@@ -1,18 +1,21 @@
-//! DescribeCluster (brokers with their Kafka endpoints and the active controller) and DescribeConfigs (a
-//! topic's settings: those set on it, then the broker's dynamic and static defaults), from the request core.
+//! DescribeCluster (brokers with their Kafka endpoints and the active controller), DescribeConfigs (a
+//! topic's settings: those set on it, then the broker's dynamic and static defaults) and ElectLeaders
+//! (preferred-leader election), from the request core.
 
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    RequestHeader, ResponseKind,
+    ElectLeadersRequest, ElectLeadersResponse, RequestHeader, ResponseKind,
 };
 
 use super::super::errors;
 use super::common::{self, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_ID, str_bytes};
+use crate::metadata::ElectionOutcome;
 use crate::requests::BrokerCore;
 use crate::security::Principal;
 
@@ -22,6 +25,8 @@ const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC_CONFIG: i8 = 1;
 const SOURCE_DYNAMIC_BROKER_CONFIG: i8 = 2;
 const SOURCE_DEFAULT_CONFIG: i8 = 5;
+/// ElectLeaders election types (Kafka's `ElectionType`).
+const ELECTION_PREFERRED: i8 = 0;
 
 pub async fn handle_describe_cluster(
     core: &Arc<BrokerCore>,
@@ -131,4 +136,95 @@ pub async fn handle_describe_configs(
         }
     });
     ResponseKind::DescribeConfigs(DescribeConfigsResponse::default().with_results(results.collect()))
+}
+
+/// ElectLeaders: preferred-leader election (`rill topic elect-leaders`) over the partitions named, or every
+/// partition for a null list. Unclean election (type 1) is refused: an operator lets a topic elect out of
+/// sync replicas with `unclean.leader.election.enable`.
+pub async fn handle_elect_leaders(
+    core: &Arc<BrokerCore>,
+    who: &Principal,
+    _header: &RequestHeader,
+    request: ElectLeadersRequest,
+) -> ResponseKind {
+    let refuse_all_code = |code: i16, message: String| {
+        ResponseKind::ElectLeaders(
+            ElectLeadersResponse::default().with_error_code(code).with_replica_election_results(
+                request
+                    .topic_partitions
+                    .iter()
+                    .flatten()
+                    .map(|t| {
+                        ReplicaElectionResult::default().with_topic(t.topic.clone()).with_partition_result(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    PartitionResult::default()
+                                        .with_partition_id(*p)
+                                        .with_error_code(code)
+                                        .with_error_message(Some(str_bytes(message.clone())))
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            ),
+        )
+    };
+    if request.election_type != ELECTION_PREFERRED {
+        let why = "unclean election on request is not supported; set unclean.leader.election.enable on the topic";
+        return refuse_all_code(ResponseError::InvalidRequest.code(), why.to_owned());
+    }
+    // Partitions of topics or numbers the cluster does not have are answered here; the rest are elected.
+    let state = core.metadata.borrow().clone();
+    let mut unknown: Vec<(String, i32)> = Vec::new();
+    let mut wanted: Vec<(String, u32)> = Vec::new();
+    for t in request.topic_partitions.iter().flatten() {
+        let count = state.topic(&t.topic).map_or(0, |topic| topic.partitions.len());
+        for &p in &t.partitions {
+            match u32::try_from(p) {
+                Ok(index) if (index as usize) < count => wanted.push((t.topic.to_string(), index)),
+                _ => unknown.push((t.topic.to_string(), p)),
+            }
+        }
+    }
+    let everything = request.topic_partitions.is_none();
+    let elections = if everything || !wanted.is_empty() {
+        match core.elect_leaders(who, &[], &wanted).await {
+            Ok(elections) => elections,
+            Err(e) => return refuse_all_code(errors::code(e.kind), e.message),
+        }
+    } else {
+        Vec::new()
+    };
+    let mut by_topic: std::collections::BTreeMap<String, Vec<PartitionResult>> = std::collections::BTreeMap::new();
+    for e in elections {
+        let (code, message) = match e.outcome {
+            ElectionOutcome::Elected => (0, None),
+            ElectionOutcome::AlreadyPreferred => {
+                (ResponseError::ElectionNotNeeded.code(), Some(format!("broker {} already leads", e.preferred)))
+            }
+            ElectionOutcome::NotEligible(reason) => (ResponseError::PreferredLeaderNotAvailable.code(), Some(reason)),
+        };
+        by_topic.entry(e.topic).or_default().push(
+            PartitionResult::default()
+                .with_partition_id(e.partition as i32)
+                .with_error_code(code)
+                .with_error_message(message.map(str_bytes)),
+        );
+    }
+    for (topic, partition) in unknown {
+        by_topic.entry(topic).or_default().push(
+            PartitionResult::default()
+                .with_partition_id(partition)
+                .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+        );
+    }
+    let results = by_topic
+        .into_iter()
+        .map(|(topic, partitions)| {
+            ReplicaElectionResult::default().with_topic(common::topic_name(topic)).with_partition_result(partitions)
+        })
+        .collect();
+    ResponseKind::ElectLeaders(ElectLeadersResponse::default().with_replica_election_results(results))
 }

@@ -61,6 +61,7 @@ pub async fn handle(
             configs::handle_incremental_alter_configs(core, who, header, request).await
         }
         RequestKind::DescribeCluster(request) => cluster::handle_describe_cluster(core, who, header, request).await,
+        RequestKind::ElectLeaders(request) => cluster::handle_elect_leaders(core, who, header, request).await,
         RequestKind::JoinGroup(request) => groups::handle_join_group(core, who, header, request).await,
         RequestKind::SyncGroup(request) => groups::handle_sync_group(core, who, header, request).await,
         RequestKind::Heartbeat(request) => groups::handle_heartbeat(core, who, header, request).await,

@@ -42,7 +42,11 @@ pub enum ClusterChange {
     /// See [`undrain_broker`].
     Undrain { broker_id: u32 },
     /// See [`elect_preferred_leaders`].
-    ElectLeaders { topics: Vec<String> },
+    ElectLeaders {
+        topics: Vec<String>,
+        #[serde(default)]
+        partitions: Vec<(String, u32)>,
+    },
     /// See [`alter_topic_config`]; with `validate_only` checked and nothing committed.
     AlterTopicConfig {
         topic: String,
@@ -99,8 +103,8 @@ pub fn alter_cluster(
             records
         }
         ClusterChange::Undrain { broker_id } => undrain_broker(state, *broker_id)?,
-        ClusterChange::ElectLeaders { topics } => {
-            let (records, elections) = elect_preferred_leaders(state, topics)?;
+        ClusterChange::ElectLeaders { topics, partitions } => {
+            let (records, elections) = elect_preferred_leaders(state, topics, partitions)?;
             outcome.elections = elections;
             records
         }
@@ -213,17 +217,29 @@ pub fn undrain_broker(state: &MetadataState, broker_id: u32) -> Result<Vec<Metad
     Ok(vec![MetadataRecord::UndrainBroker { broker_id, broker_epoch: broker.broker_epoch }])
 }
 
-/// Preferred-leader election over `topics` (every topic when empty): each partition whose first replica is
-/// in the ISR, live and not draining, but does not lead, gets it as leader in a new leader epoch.
+/// Preferred-leader election over `topics` (every topic when both lists are empty), or over just
+/// `partitions` when it names some: each partition whose first replica is in the ISR, live and not
+/// draining, but does not lead, gets it as leader in a new leader epoch. A partition number a topic does
+/// not have is left out of the outcome.
 pub fn elect_preferred_leaders(
     state: &MetadataState,
     topics: &[String],
+    partitions: &[(String, u32)],
 ) -> Result<(Vec<MetadataRecord>, Vec<Election>), ControllerError> {
+    let wanted = |topic: &str, index: usize| {
+        partitions.is_empty() || partitions.iter().any(|(t, p)| t == topic && *p as usize == index)
+    };
+    let mut topics = topics.to_vec();
+    for (topic, _) in partitions {
+        if !topics.contains(topic) {
+            topics.push(topic.clone());
+        }
+    }
     let selected: Vec<&crate::metadata::TopicState> = if topics.is_empty() {
         state.topics.values().collect()
     } else {
         let mut selected = Vec::new();
-        for name in topics {
+        for name in &topics {
             selected.push(state.topic(name).ok_or_else(|| ControllerError::UnknownTopic(name.clone()))?);
         }
         selected
@@ -232,6 +248,9 @@ pub fn elect_preferred_leaders(
     let mut elections = Vec::new();
     for topic in selected {
         for (index, p) in topic.partitions.iter().enumerate() {
+            if !wanted(&topic.name, index) {
+                continue;
+            }
             let Some(&preferred) = p.replicas.first() else { continue };
             let outcome = if p.leader == preferred {
                 ElectionOutcome::AlreadyPreferred

@@ -264,11 +264,11 @@ fn a_drained_broker_hands_its_leaderships_to_in_sync_replicas_and_stays_in_sync(
             .0
             .is_empty()
     );
-    let (records, elections) = elect_preferred_leaders(&state, &[]).unwrap();
+    let (records, elections) = elect_preferred_leaders(&state, &[], &[]).unwrap();
     assert!(records.is_empty(), "a draining preferred leader is not elected");
     assert!(matches!(elections[0].outcome, ElectionOutcome::NotEligible(_)));
     step(&mut state, |s| undrain_broker(s, before.leader).unwrap());
-    let (records, elections) = elect_preferred_leaders(&state, &["t".to_string()]).unwrap();
+    let (records, elections) = elect_preferred_leaders(&state, &["t".to_string()], &[]).unwrap();
     apply(&mut state, &records);
     assert_eq!(elections[0].outcome, ElectionOutcome::Elected);
     assert_eq!(partition(&state).leader, before.replicas[0]);
@@ -345,7 +345,7 @@ fn drains_of_unknown_or_old_incarnations_are_refused() {
     let old =
         ClusterChange::Drain { broker_id: 1, broker_epoch: Some(state.brokers[&1].broker_epoch + 100), shutdown: true };
     assert!(matches!(alter_cluster(&state, &policy(), &old), Err(ControllerError::StaleBrokerEpoch { .. })));
-    let missing = ClusterChange::ElectLeaders { topics: vec!["nope".into()] };
+    let missing = ClusterChange::ElectLeaders { topics: vec!["nope".into()], partitions: Vec::new() };
     assert!(matches!(alter_cluster(&state, &policy(), &missing), Err(ControllerError::UnknownTopic(_))));
 }
 
