@@ -199,12 +199,9 @@ pub fn create_topic(
     Ok(vec![MetadataRecord::CreateTopic { name: name.into(), topic_id, config, partitions }])
 }
 
-/// Placement of partitions `numbers` of topic `topic_id` on the `live` brokers, least loaded first: each
-/// partition takes the `replication_factor` brokers holding the fewest replicas (existing topics and the
-/// partitions placed before it), and its preferred leader (first replica) is the one of them that is
-/// preferred leader of the fewest partitions. Ties go round-robin: partition p starts at live broker
-/// (p + offset) mod n, the offset (the topic id) keeping many one-partition topics from all landing on the
-/// same first broker; so on brokers with equal loads this is plain round-robin placement.
+/// Round-robin placement of partitions `numbers` of topic `topic_id` on the `live` brokers: partition p starts
+/// at live broker (p + offset) mod n, so replicas and preferred leaders spread evenly; the offset (the topic
+/// id) keeps many one-partition topics from all landing on the same first broker.
 fn place_partitions(
     state: &MetadataState,
     live: &[u32],
@@ -212,33 +209,12 @@ fn place_partitions(
     numbers: std::ops::Range<u32>,
     replication_factor: u32,
 ) -> Vec<PartitionRecord> {
-    let mut replicas_on: BTreeMap<u32, usize> = live.iter().map(|id| (*id, 0)).collect();
-    let mut preferred_on = replicas_on.clone();
-    for p in state.topics.values().flat_map(|t| &t.partitions) {
-        for id in &p.replicas {
-            replicas_on.entry(*id).and_modify(|n| *n += 1);
-        }
-        if let Some(first) = p.replicas.first() {
-            preferred_on.entry(*first).and_modify(|n| *n += 1);
-        }
-    }
-    let may_lead = |id: &u32| state.brokers.get(id).is_some_and(|b| b.may_lead());
     numbers
         .map(|p| {
             let start = (p as usize + topic_id as usize) % live.len();
-            let mut order: Vec<u32> = (0..live.len()).map(|i| live[(start + i) % live.len()]).collect();
-            order.sort_by_key(|id| replicas_on[id]);
-            let mut replicas: Vec<u32> = order[..replication_factor as usize].to_vec();
-            // A draining broker is preferred leader only if every chosen replica drains.
-            let first = (0..replicas.len())
-                .min_by_key(|&i| (!may_lead(&replicas[i]), preferred_on[&replicas[i]]))
-                .expect("at least one replica");
-            let leader = replicas.remove(first);
-            replicas.insert(0, leader);
-            for id in &replicas {
-                *replicas_on.get_mut(id).expect("a live broker") += 1;
-            }
-            *preferred_on.get_mut(&leader).expect("a live broker") += 1;
+            let replicas: Vec<u32> = (0..replication_factor as usize).map(|r| live[(start + r) % live.len()]).collect();
+            // The first replica is the preferred leader; a draining one leads only if every replica drains.
+            let may_lead = |id: &u32| state.brokers.get(id).is_some_and(|b| b.may_lead());
             let leader = replicas.iter().copied().find(may_lead).unwrap_or(replicas[0]);
             PartitionRecord { leader, leader_epoch: 0, isr: replicas.clone(), replicas, partition_epoch: 0 }
         })

@@ -425,24 +425,3 @@ fn partitions_never_shrink_and_need_enough_live_brokers() {
         "replication factor 3 with two live brokers"
     );
 }
-
-#[test]
-fn new_topics_land_on_the_least_loaded_brokers() {
-    let mut state = cluster();
-    // Brokers 1-3 hold topic "t" and a six-partition topic; broker 4 joins empty.
-    step(&mut state, |s| create_topic(s, &policy(), "old", 6, 3, BTreeMap::new()).unwrap());
-    step(&mut state, |s| register_broker(s, 4, "h:4", None));
-    let records = create_topic(&state, &policy(), "new", 4, 2, BTreeMap::new()).unwrap();
-    let MetadataRecord::CreateTopic { partitions, .. } = &records[0] else { panic!() };
-    assert!(
-        partitions.iter().all(|p| p.replicas.contains(&4)),
-        "every partition takes the empty broker: {partitions:?}"
-    );
-    // Broker 4 leads none yet, so it is every new partition's preferred leader until it has its share.
-    let preferred: Vec<u32> = partitions.iter().map(|p| p.replicas[0]).collect();
-    assert!(preferred.iter().filter(|id| **id == 4).count() >= 3, "{preferred:?}");
-    for p in partitions {
-        assert_eq!(p.leader, p.replicas[0]);
-        assert_ne!(p.replicas[0], p.replicas[1]);
-    }
-}
